@@ -1,0 +1,198 @@
+"""What a softmax does to one query's attention scores: sinks, entropy and eviction.
+
+Every function works on the LAST axis of ``scores``: a 1-D array is one query's scores
+over its keys; a batched array (..., n) is many queries (or heads) at once. Scores may
+contain ``-inf`` (a masked key, weight exactly 0) but not NaN or ``+inf``. All sums of
+exponentials are taken after subtracting the largest logit, so scores of 1e4 or -1e4 and
+large sink logits are fine.
+
+Softmax with a sink::
+
+    w_i  = exp(s_i) / (exp(b) + sum_j exp(s_j))      (weights over the real keys, sum < 1)
+    sink = exp(b)   / (exp(b) + sum_j exp(s_j))      (the mass the sink takes, 1 - sum_i w_i)
+
+With ``b = 0`` this is SoftMax_1, "softmax plus one" (Evan Miller, "Attention Is Off By
+One", 2023; StreamingLLM, Xiao et al. 2024, section 3.3): ``exp(s_i) / (1 + sum_j exp(s_j))``.
+It equals ordinary attention with one extra key and value of all zeros prepended: the
+zero key scores ``q . 0 = 0`` (so its logit is 0 = b) and the zero value adds nothing to
+the output, so the output is ``sum_i w_i v_i`` with weights that may sum to less than 1.
+A head with nothing worth attending to can then put (almost) no weight anywhere.
+gpt-oss (Hugging Face ``modeling_gpt_oss.py``) learns one sink logit ``b`` per head,
+appends it to the logits, takes the softmax and drops the sink column: exactly
+``softmax_with_sink(scores, sink_logit=b)``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._validate import int_arg
+
+__all__ = [
+    "softmax_with_sink",
+    "sink_weight",
+    "entropy",
+    "evict",
+    "eviction_renormalisation",
+]
+
+
+def _scores_arg(name: str, scores) -> np.ndarray:
+    """``scores`` as a float64 array with at least one axis and one key; -inf allowed."""
+    arr = np.asarray(scores)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.number)):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis (the keys), got a scalar")
+    if arr.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one key along the last axis, got shape {arr.shape}")
+    if np.isnan(arr).any() or np.isposinf(arr).any():
+        raise ValueError(f"{name} must not contain NaN or +inf (-inf marks a masked key)")
+    return arr
+
+
+def _sink_arg(sink_logit, batch_shape: tuple) -> np.ndarray:
+    """The sink logit as a float64 array broadcastable to ``batch_shape + (1,)``.
+
+    A scalar is shared by every row; an array (e.g. one logit per head, gpt-oss style)
+    must broadcast against the scores' leading axes ``batch_shape``.
+    """
+    if isinstance(sink_logit, (bool, np.bool_)):
+        raise TypeError(f"sink_logit must be a real number or array of them, got {sink_logit!r}")
+    if isinstance(sink_logit, numbers.Real):
+        sink = np.asarray(float(sink_logit))
+    else:
+        sink = np.asarray(sink_logit)
+        if sink.dtype == np.bool_ or not np.issubdtype(sink.dtype, np.number) or np.iscomplexobj(sink):
+            raise TypeError(f"sink_logit must be a real number or array of them, got dtype {sink.dtype}")
+        sink = sink.astype(np.float64)
+    if not np.isfinite(sink).all():
+        raise ValueError("sink_logit must be finite")
+    try:
+        np.broadcast_shapes(sink.shape, batch_shape)
+    except ValueError:
+        raise ValueError(
+            f"sink_logit of shape {sink.shape} does not broadcast against the scores' leading "
+            f"axes {batch_shape}: pass a scalar or one logit per row (e.g. per head)"
+        ) from None
+    return sink[..., None]
+
+
+def _sink_parts(scores, sink_logit):
+    """Shifted exponentials of the keys and of the sink, and their total, all over the same max."""
+    s = _scores_arg("scores", scores)
+    b = _sink_arg(sink_logit, s.shape[:-1])
+    m = np.maximum(s.max(axis=-1, keepdims=True), b)  # finite: b is finite
+    e_keys = np.exp(s - m)
+    e_sink = np.exp(b - m)
+    total = e_sink + e_keys.sum(axis=-1, keepdims=True)  # >= 1 because one term is exp(0)
+    return e_keys, e_sink, total
+
+
+def softmax_with_sink(scores, sink_logit=0.0) -> np.ndarray:
+    """Softmax over the last axis with an extra sink logit that takes mass but no key.
+
+    ``w_i = exp(s_i) / (exp(b) + sum_j exp(s_j))`` with ``b = sink_logit``; the weights sum
+    to ``1 - sink_weight(scores, b) < 1`` (in float64 the sum rounds to 1 once the sink's
+    share is below about 1e-16). ``sink_logit=0`` is SoftMax_1 (= prepending a zero
+    key and a zero value); a learned per-head ``b`` is gpt-oss's sink. ``sink_logit`` may be
+    a scalar or an array broadcastable to ``scores.shape[:-1]`` (one logit per head).
+    Returns an array of the same shape as ``scores``.
+    """
+    e_keys, _, total = _sink_parts(scores, sink_logit)
+    return e_keys / total
+
+
+def sink_weight(scores, sink_logit=0.0):
+    """The mass the sink takes: ``exp(b) / (exp(b) + sum_j exp(s_j)) = 1 - sum_i w_i``.
+
+    Returns a float for 1-D ``scores``, an array of shape ``scores.shape[:-1]`` otherwise.
+    It is close to 1 when every score is far below ``b`` and close to 0 when some score is
+    far above it.
+    """
+    _, e_sink, total = _sink_parts(scores, sink_logit)
+    out = (e_sink / total)[..., 0]
+    return float(out) if out.ndim == 0 else out
+
+
+def entropy(weights, axis=-1):
+    """Shannon entropy ``H = -sum_i w_i ln w_i`` (natural log, nats) along ``axis``.
+
+    Zero weights contribute 0 (the limit of ``w ln w``). The weights are used as given,
+    not renormalised, so for sink weights (sum < 1) this is the entropy of the part of the
+    distribution that lands on real keys. A uniform distribution over n keys gives ln n;
+    all mass on one key gives 0. Returns a float for 1-D input, an array otherwise.
+    """
+    arr = np.asarray(weights)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"weights must be an array of real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim == 0:
+        raise ValueError("weights must have at least one axis, got a scalar")
+    axis = int_arg("axis", axis, minimum=-arr.ndim, maximum=arr.ndim - 1)
+    if not np.isfinite(arr).all():
+        raise ValueError("weights must be finite (no NaN or inf)")
+    if (arr < 0).any():
+        raise ValueError(f"weights must be non-negative, got a minimum of {arr.min()}")
+    safe = np.where(arr > 0, arr, 1.0)  # ln 1 = 0, so zero weights add nothing
+    out = -(arr * np.log(safe)).sum(axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def _keep_arg(keep, shape: tuple) -> np.ndarray:
+    arr = np.asarray(keep)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"keep must be a boolean array (True = key stays in the cache), got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"keep must have the same shape as scores {shape}, got {arr.shape}")
+    return arr
+
+
+def _kept_logsumexp(s: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``ln sum_{i kept} exp(s_i)`` along the last axis (keepdims); raises if a row keeps nothing."""
+    masked = np.where(keep, s, -np.inf)
+    m = masked.max(axis=-1, keepdims=True)
+    if not np.isfinite(m).all():
+        raise ValueError(
+            "keep must leave at least one key with a finite score in every row: a softmax over "
+            "no keys is undefined (keep all False, or only -inf scores kept)"
+        )
+    return m + np.log(np.exp(masked - m).sum(axis=-1, keepdims=True))
+
+
+def evict(scores, keep) -> np.ndarray:
+    """Softmax over the kept keys only: ``w_i = exp(s_i) / sum_{j kept} exp(s_j)`` if ``keep[i]``, else 0.
+
+    This is what a query sees after the evicted keys have left the KV cache: the kept
+    weights again sum to 1, each one larger than before by ``eviction_renormalisation``.
+    ``keep`` is a boolean array of the same shape as ``scores``; a row that keeps no key
+    raises ValueError.
+    """
+    s = _scores_arg("scores", scores)
+    keep = _keep_arg(keep, s.shape)
+    lse = _kept_logsumexp(s, keep)
+    return np.where(keep, np.exp(np.where(keep, s, -np.inf) - lse), 0.0)
+
+
+def eviction_renormalisation(scores, keep):
+    """``Z_all / Z_kept = sum_i exp(s_i) / sum_{i kept} exp(s_i) >= 1``.
+
+    The factor by which every kept weight grows when the other keys are evicted:
+    ``evict(s, keep)[i] == softmax(s)[i] * factor`` for kept i. Evicting a key that held
+    half the mass (an attention sink) doubles every remaining weight. Computed from
+    log-sum-exps; a factor beyond the float64 range (above about 1e308) is returned as inf.
+    Returns a float for 1-D input, an array of shape ``scores.shape[:-1]`` otherwise.
+    """
+    s = _scores_arg("scores", scores)
+    keep = _keep_arg(keep, s.shape)
+    lse_kept = _kept_logsumexp(s, keep)
+    m = s.max(axis=-1, keepdims=True)  # finite: the kept row has a finite score
+    lse_all = m + np.log(np.exp(s - m).sum(axis=-1, keepdims=True))
+    with np.errstate(over="ignore"):
+        out = np.exp(np.maximum(lse_all - lse_kept, 0.0))[..., 0]
+    return float(out) if out.ndim == 0 else out

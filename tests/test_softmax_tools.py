@@ -1,0 +1,271 @@
+"""Tests for globattn_lite.softmax_tools: sinks, SoftMax_1, entropy and eviction."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from globattn_lite.softmax_tools import (
+    entropy,
+    eviction_renormalisation,
+    evict,
+    sink_weight,
+    softmax_with_sink,
+)
+
+finite_scores = arrays(
+    np.float64,
+    st.integers(1, 12),
+    elements=st.floats(-50, 50, allow_nan=False, allow_infinity=False),
+)
+
+
+def plain_softmax(x):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# --- softmax_with_sink / sink_weight ---------------------------------------------------
+
+
+@given(finite_scores, st.floats(-20, 20))
+def test_sink_weights_sum_below_one_and_complement_the_sink(scores, b):
+    w = softmax_with_sink(scores, b)
+    assert w.shape == scores.shape
+    assert (w >= 0).all()
+    # < 1 exactly; in float64 it rounds to 1 once the sink's share drops below ~1e-16.
+    assert w.sum() <= 1.0
+    assert w.sum() == pytest.approx(1.0 - sink_weight(scores, b), abs=1e-12)
+    if sink_weight(scores, b) > 1e-12:
+        assert w.sum() < 1.0
+
+
+@given(finite_scores)
+def test_softmax_one_equals_softmax_over_prepended_zero_logit(scores):
+    explicit = plain_softmax(np.concatenate([[0.0], scores]))
+    np.testing.assert_allclose(softmax_with_sink(scores), explicit[1:], rtol=1e-12, atol=1e-15)
+    assert sink_weight(scores) == pytest.approx(explicit[0], rel=1e-12, abs=1e-15)
+
+
+@given(finite_scores, st.floats(-20, 20))
+def test_learned_sink_logit_equals_softmax_with_the_logit_prepended(scores, b):
+    # gpt-oss: append the per-head sink logit, softmax, drop the sink column.
+    explicit = plain_softmax(np.concatenate([[b], scores]))
+    np.testing.assert_allclose(softmax_with_sink(scores, b), explicit[1:], rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_one_output_equals_attention_with_zero_key_and_value_prepended():
+    # Independent reference: torch SDPA over [0, K] and [0, V].
+    gen = torch.Generator().manual_seed(0)
+    heads, n_q, n_k, d, d_v = 3, 5, 7, 8, 6
+    q = torch.randn(heads, n_q, d, generator=gen, dtype=torch.float64)
+    k = torch.randn(heads, n_k, d, generator=gen, dtype=torch.float64)
+    v = torch.randn(heads, n_k, d_v, generator=gen, dtype=torch.float64)
+    k0 = torch.cat([torch.zeros(heads, 1, d, dtype=torch.float64), k], dim=1)
+    v0 = torch.cat([torch.zeros(heads, 1, d_v, dtype=torch.float64), v], dim=1)
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k0, v0).numpy()
+
+    scores = (q @ k.transpose(-1, -2)).numpy() / math.sqrt(d)
+    weights = softmax_with_sink(scores, 0.0)
+    ours = weights @ v.numpy()
+    np.testing.assert_allclose(ours, reference, rtol=1e-10, atol=1e-12)
+    # And the plain softmax (no sink) does NOT match: the zero key changes the output.
+    assert not np.allclose(plain_softmax(scores) @ v.numpy(), reference)
+
+
+def test_per_head_sink_logits_broadcast_over_rows():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(4, 3, 6))  # (heads, queries, keys)
+    b = np.array([-2.0, 0.0, 1.5, 5.0])[:, None]  # one sink logit per head
+    w = softmax_with_sink(scores, b)
+    for h in range(4):
+        for i in range(3):
+            np.testing.assert_allclose(w[h, i], softmax_with_sink(scores[h, i], float(b[h, 0])), rtol=1e-12)
+    assert sink_weight(scores, b).shape == (4, 3)
+
+
+def test_batched_rows_match_one_row_at_a_time():
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(5, 9)) * 4
+    w = softmax_with_sink(scores, 1.0)
+    sw = sink_weight(scores, 1.0)
+    for i in range(5):
+        np.testing.assert_allclose(w[i], softmax_with_sink(scores[i], 1.0), rtol=1e-12)
+        assert sw[i] == pytest.approx(sink_weight(scores[i], 1.0), rel=1e-12)
+
+
+def test_sink_takes_everything_when_all_keys_are_masked():
+    scores = np.full(4, -np.inf)
+    assert np.array_equal(softmax_with_sink(scores), np.zeros(4))
+    assert sink_weight(scores) == 1.0
+
+
+def test_sink_is_numerically_stable_for_huge_scores_and_logits():
+    big = np.array([1e4, 1e4 - 1.0, -1e4])
+    w = softmax_with_sink(big, 0.0)
+    assert np.isfinite(w).all()
+    # The sink (logit 0) is exp(-1e4) times smaller than the top key: it gets nothing.
+    np.testing.assert_allclose(w, plain_softmax(big), rtol=1e-12)
+    assert sink_weight(big, 0.0) == 0.0
+
+    # A huge sink logit takes all the mass; a very negative one takes none.
+    s = np.array([1.0, 2.0, 3.0])
+    assert sink_weight(s, 1e4) == 1.0
+    assert np.array_equal(softmax_with_sink(s, 1e4), np.zeros(3))
+    np.testing.assert_allclose(softmax_with_sink(s, -1e4), plain_softmax(s), rtol=1e-12)
+
+    low = np.array([-1e4, -1e4 + 2.0])
+    assert sink_weight(low) == 1.0
+    np.testing.assert_allclose(softmax_with_sink(low, -1e4), plain_softmax(np.array([-1e4, -1e4, -1e4 + 2.0]))[1:])
+
+
+def test_equal_scores_and_sink_split_evenly():
+    w = softmax_with_sink(np.zeros(3), 0.0)
+    np.testing.assert_allclose(w, np.full(3, 0.25))
+    assert sink_weight(np.zeros(3), 0.0) == pytest.approx(0.25)
+
+
+# --- entropy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_entropy_of_uniform_is_log_n(n):
+    assert entropy(np.full(n, 1.0 / n)) == pytest.approx(math.log(n), rel=1e-12, abs=1e-15)
+
+
+def test_entropy_ignores_zeros_and_is_zero_for_one_hot():
+    assert entropy(np.array([0.0, 1.0, 0.0])) == 0.0
+    assert entropy(np.array([0.5, 0.0, 0.5, 0.0])) == pytest.approx(math.log(2))
+
+
+def test_entropy_batched_and_axis():
+    w = np.array([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(entropy(w), [math.log(4), 0.0])
+    np.testing.assert_allclose(entropy(w.T, axis=0), [math.log(4), 0.0])
+
+
+def test_entropy_grows_as_scores_flatten():
+    s = np.array([3.0, 1.0, 0.0, -1.0])
+    temps = [0.25, 1.0, 4.0, 100.0]
+    values = [entropy(plain_softmax(s / t)) for t in temps]
+    assert values == sorted(values)
+    assert values[-1] < math.log(4)
+
+
+# --- evict / eviction_renormalisation --------------------------------------------------
+
+
+@given(finite_scores, st.data())
+def test_evict_equals_softmax_over_the_kept_subset(scores, data):
+    keep = data.draw(arrays(np.bool_, scores.shape))
+    if not keep.any():
+        keep[data.draw(st.integers(0, scores.size - 1))] = True
+    w = evict(scores, keep)
+    assert np.array_equal(w[~keep], np.zeros((~keep).sum()))
+    np.testing.assert_allclose(w[keep], plain_softmax(scores[keep]), rtol=1e-12)
+    assert w.sum() == pytest.approx(1.0)
+
+
+@given(finite_scores, st.data())
+def test_renormalisation_factor_is_the_ratio_of_weights(scores, data):
+    keep = data.draw(arrays(np.bool_, scores.shape))
+    if not keep.any():
+        keep[0] = True
+    factor = eviction_renormalisation(scores, keep)
+    assert factor >= 1.0
+    before = plain_softmax(scores)
+    after = evict(scores, keep)
+    np.testing.assert_allclose(after[keep], before[keep] * factor, rtol=1e-10)
+    np.testing.assert_allclose(factor, 1.0 / before[keep].sum(), rtol=1e-10)
+
+
+def test_evicting_a_sink_that_holds_half_the_mass_doubles_the_rest():
+    # Key 0 has the same total weight as the other three keys together.
+    scores = np.log(np.array([3.0, 1.0, 1.0, 1.0]))
+    keep = np.array([False, True, True, True])
+    assert eviction_renormalisation(scores, keep) == pytest.approx(2.0)
+    np.testing.assert_allclose(evict(scores, keep), [0.0, 1 / 3, 1 / 3, 1 / 3])
+
+
+def test_keeping_everything_changes_nothing():
+    s = np.array([2.0, -1.0, 0.5])
+    keep = np.ones(3, dtype=bool)
+    assert eviction_renormalisation(s, keep) == 1.0
+    np.testing.assert_allclose(evict(s, keep), plain_softmax(s))
+
+
+def test_evict_batched_rows():
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=(4, 6)) * 3
+    keep = rng.random((4, 6)) < 0.6
+    keep[:, 0] = True
+    w = evict(s, keep)
+    f = eviction_renormalisation(s, keep)
+    assert f.shape == (4,)
+    for i in range(4):
+        np.testing.assert_allclose(w[i], evict(s[i], keep[i]), rtol=1e-12)
+        assert f[i] == pytest.approx(eviction_renormalisation(s[i], keep[i]), rel=1e-12)
+
+
+def test_evict_is_numerically_stable():
+    s = np.array([1e4, -1e4, 1e4 - 3.0, -1e4 + 1.0])
+    keep = np.array([False, True, True, True])
+    w = evict(s, keep)
+    assert np.isfinite(w).all()
+    np.testing.assert_allclose(w, [0.0, 0.0, 1.0, 0.0], atol=1e-300)
+    assert eviction_renormalisation(s, keep) == pytest.approx(math.exp(3.0) + 1.0, rel=1e-9)
+    # Only the tiny keys kept: the renormalisation is far beyond float64, reported as inf.
+    tiny = np.array([False, True, False, True])
+    assert eviction_renormalisation(s, tiny) == np.inf
+    np.testing.assert_allclose(evict(s, tiny)[[1, 3]], plain_softmax(np.array([-1e4, -1e4 + 1.0])), rtol=1e-12)
+
+
+def test_evict_treats_minus_inf_scores_as_masked_keys():
+    s = np.array([-np.inf, 1.0, 2.0])
+    keep = np.array([True, True, False])
+    np.testing.assert_allclose(evict(s, keep), [0.0, 1.0, 0.0])
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+def test_keep_all_false_is_a_clear_error():
+    with pytest.raises(ValueError, match="keep"):
+        evict(np.array([1.0, 2.0]), np.array([False, False]))
+    with pytest.raises(ValueError, match="keep"):
+        eviction_renormalisation(np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[True, False], [False, False]]))
+    with pytest.raises(ValueError, match="keep"):
+        evict(np.array([-np.inf, 2.0]), np.array([True, False]))
+
+
+@pytest.mark.parametrize(
+    "call, exc, word",
+    [
+        (lambda: softmax_with_sink(np.array([1.0, np.nan])), ValueError, "scores"),
+        (lambda: softmax_with_sink(np.array([1.0, np.inf])), ValueError, "scores"),
+        (lambda: softmax_with_sink(np.array([])), ValueError, "scores"),
+        (lambda: softmax_with_sink(3.0), ValueError, "scores"),
+        (lambda: softmax_with_sink(np.array([True, False])), TypeError, "scores"),
+        (lambda: softmax_with_sink(["a", "b"]), TypeError, "scores"),
+        (lambda: softmax_with_sink(np.zeros(3), float("nan")), ValueError, "sink_logit"),
+        (lambda: softmax_with_sink(np.zeros(3), True), TypeError, "sink_logit"),
+        (lambda: softmax_with_sink(np.zeros(3), "0"), TypeError, "sink_logit"),
+        (lambda: sink_weight(np.zeros((2, 3)), np.zeros(5)), ValueError, "sink_logit"),
+        (lambda: entropy(np.array([0.5, -0.1, 0.6])), ValueError, "non-negative"),
+        (lambda: entropy(np.array([0.5, np.nan])), ValueError, "weights"),
+        (lambda: entropy(np.array([0.5, 0.5]), axis=1), ValueError, "axis"),
+        (lambda: entropy(np.array([0.5, 0.5]), axis=0.5), TypeError, "axis"),
+        (lambda: entropy(0.5), ValueError, "weights"),
+        (lambda: evict(np.zeros(3), np.array([1, 0, 1])), TypeError, "keep"),
+        (lambda: evict(np.zeros(3), np.array([True, False])), ValueError, "keep"),
+        (lambda: eviction_renormalisation(np.zeros(3), [True, True]), ValueError, "keep"),
+    ],
+)
+def test_bad_input_names_the_argument(call, exc, word):
+    with pytest.raises(exc, match=word):
+        call()
