@@ -1,0 +1,145 @@
+"""The set-up promises: one pinned stack, named the same in every file, and a CI that runs the
+README's test command and nothing else."""
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def constraint_pins(python=(3, 11)):
+    """{name: version} from constraints.txt for a given Python (markers evaluated by hand)."""
+    pins = {}
+    for raw in (ROOT / "constraints.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, _, marker = line.partition(";")
+        name, _, version = spec.strip().partition("==")
+        assert version, f"constraints.txt line is not an exact pin: {raw!r}"
+        if marker:
+            m = re.fullmatch(r'\s*python_version\s*(<|>=)\s*"(\d+)\.(\d+)"\s*', marker)
+            assert m, f"unexpected marker in constraints.txt: {raw!r}"
+            bound = (int(m[2]), int(m[3]))
+            if (m[1] == "<") != (python < bound):
+                continue
+        key = normalise(name)
+        assert key not in pins, f"{name} pinned twice for Python {python}"
+        pins[key] = version
+    return pins
+
+
+def normalise(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def environment_pins():
+    """{name: version} for the `name==version` lines of environment.yml's pip section."""
+    pins = {}
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        m = re.fullmatch(r"\s*-\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s#]+)\s*(#.*)?", line)
+        if m:
+            pins[normalise(m[1])] = m[2]
+    return pins
+
+
+def test_environment_yml_names_the_pinned_versions():
+    env = environment_pins()
+    pins = constraint_pins((3, 11))
+    for key in ["numpy", "torch", "matplotlib", "ipywidgets", "jupyterlab"]:
+        assert key in env, f"environment.yml does not pin {key}"
+    for key, version in env.items():
+        assert pins.get(key) == version, (
+            f"environment.yml pins {key}=={version} but constraints.txt pins {pins.get(key)}"
+        )
+    python = re.search(r"-\s*python\s*=\s*(\d+)\.(\d+)", (ROOT / "environment.yml").read_text())
+    assert python, "environment.yml must name its Python version"
+
+
+@pytest.mark.parametrize("python", [(3, 10), (3, 11), (3, 12), (3, 13)])
+def test_constraints_pin_each_dependency_once_per_python(python):
+    pins = constraint_pins(python)
+    text = (ROOT / "pyproject.toml").read_text()
+    deps = re.findall(r'^\s*"([A-Za-z0-9_.-]+)\s*[<>=!~]', text, flags=re.M)
+    assert deps, "found no dependencies in pyproject.toml"
+    for dep in deps:
+        if dep == "hatchling":
+            continue
+        assert normalise(dep) in pins, f"{dep} (pyproject.toml) has no pin in constraints.txt"
+    assert pins["torch"] == "2.13.0"
+    assert pins["jupyterlab"].startswith("4.")
+    assert pins["ipywidgets"].startswith("8.")
+    assert pins["numpy"].startswith("2.")
+    assert pins["matplotlib"].startswith("3.")
+
+
+def test_installed_stack_matches_the_pins():
+    """The environment running the tests is the pinned one (course.py installs with the pins)."""
+    from importlib.metadata import version
+
+    pins = constraint_pins(sys.version_info[:2])
+    for key in ["numpy", "torch", "matplotlib", "ipywidgets", "jupyterlab"]:
+        installed = version(key).split("+")[0]
+        assert installed == pins[key], f"{key} {installed} installed, {pins[key]} pinned"
+
+
+def readme_quick_start_commands():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n#", 1)[0]
+    blocks = re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", section, flags=re.S)
+    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def test_readme_quick_start_has_two_commands_and_ci_runs_the_test_one():
+    commands = readme_quick_start_commands()
+    assert len(commands) == 2, f"README Quick start must show exactly two commands, found {commands}"
+    lab, test = commands
+    assert lab.endswith("course.py lab") and test.endswith("course.py test")
+    ci = [
+        ln.strip()
+        for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+        if ln.strip() and not ln.strip().startswith("#")
+    ]
+    runs = [ln for ln in ci if not ln.startswith(("set ", "cd "))]
+    assert runs == [test], f".ci/run must run only the README's test command {test!r}, runs {runs}"
+
+
+def test_course_py_uses_only_the_standard_library_and_the_constraints():
+    source = (ROOT / "course.py").read_text()
+    tree = ast.parse(source)
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    assert "CONSTRAINTS" in source and '"-c", CONSTRAINTS' in source
+
+
+def test_jupyterlab_override_is_installed():
+    """The package ships the setting that keeps widget messages on the kernel's main thread."""
+    import json
+
+    path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    assert path.exists(), f"{path} missing: reinstall with `python3 course.py test`"
+    settings = json.loads(path.read_text())
+    assert settings["@jupyterlab/apputils-extension:kernels-settings"]["commsOverSubshells"] == "disabled"
+
+
+def test_core_imports_without_torch_or_display():
+    """patterns and the other core modules stay light: no torch, matplotlib or ipywidgets at import."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import globattn_lite, globattn_lite.patterns, globattn_lite.attention, "
+        "globattn_lite.softmax_tools, globattn_lite.costs\n"
+        "heavy = [m for m in ('torch', 'matplotlib', 'ipywidgets') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
