@@ -43,6 +43,7 @@ def test_llama2_7b_fp16_is_half_a_mebibyte_per_token_and_2_gib_at_4096():
     llama = PRESETS["Llama-2-7B"]
     assert llama.kv_bytes_per_token() == 524_288
     assert llama.kv_bytes(4096) == 2 * GiB
+    assert llama.kv_bytes(100_000, "native") == llama.kv_bytes(100_000, "dense")  # no window of its own
 
 
 def test_mistral_7b_gqa_window_numbers():
