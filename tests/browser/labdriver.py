@@ -1,0 +1,473 @@
+"""Drive a real JupyterLab in the system Chromium through playwright-python.
+
+Used by tests/test_browser.py; also runnable by hand on any widget notebook:
+
+    .venv/bin/python tests/browser/labdriver.py notebooks/some_lesson.ipynb
+
+The recipe (see ../shared/reference/widgets-notes.md): Debian's /usr/bin/chromium (never
+`playwright install`), a persistent context in a fresh profile dir, JupyterLab on 127.0.0.1 with
+a random token and isolated config/settings/runtime dirs, `notebook:run-all-cells` run through
+`window.jupyterapp` (needs `--LabApp.expose_app_in_browser=True`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Chromium flags that keep a headless run working on a closed network, as root, without a GPU.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 960}
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+OVERRIDES = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+KERNEL_SETTINGS = "@jupyterlab/apputils-extension:kernels-settings"
+# User settings written into the isolated settings dir: no news/update toast over the page.
+USER_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
+def read_overrides() -> dict:
+    """The JupyterLab settings override the package installs; AssertionError if it is missing."""
+    assert OVERRIDES.is_file(), (
+        f"{OVERRIDES} is missing: install the package into this environment "
+        "(it ships jupyter-config/overrides.json there)"
+    )
+    return json.loads(OVERRIDES.read_text())
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the server is told not to retry others)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LabServer:
+    """`jupyter lab` serving `root_dir`, with every Jupyter dir isolated under `work_dir`.
+
+    start() waits on /api/status; stop() ends the whole process group by its id (SIGTERM, then
+    SIGKILL) and is safe to call twice or after a failed start.
+    """
+
+    def __init__(self, root_dir: Path, work_dir: Path, log_path: Path):
+        self.root_dir = Path(root_dir)
+        self.work_dir = Path(work_dir)
+        self.log_path = Path(log_path)
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _environment(self) -> dict:
+        dirs = {name: self.work_dir / name for name in ("config", "data", "runtime", "settings",
+                                                        "workspaces", "ipython")}
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        for rel, value in USER_SETTINGS.items():
+            path = dirs["settings"] / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value))
+        env = dict(os.environ)
+        # A learner's kernel has no MPLBACKEND: let ipykernel choose its inline backend.
+        env.pop("MPLBACKEND", None)
+        env.update(
+            JUPYTER_CONFIG_DIR=str(dirs["config"]),
+            JUPYTER_DATA_DIR=str(dirs["data"]),
+            JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+            JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
+            JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
+            IPYTHONDIR=str(dirs["ipython"]),
+            JUPYTER_PLATFORM_DIRS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "jupyter", "lab",
+            "--no-browser",
+            f"--IdentityProvider.token={self.token}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={self.root_dir}",
+            "--LabApp.expose_app_in_browser=True",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-root")
+        return cmd
+
+    def start(self, timeout: float = 60.0) -> "LabServer":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(), cwd=self.root_dir, env=self._environment(),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() can end all of it
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                status = self.get_json("/api/status")
+                if "started" in status:
+                    return self
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jupyter lab not ready after {timeout:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.25)
+
+    def get_json(self, path: str) -> dict:
+        req = urllib.request.Request(self.base_url + path,
+                                     headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def lab_url(self, notebook: str) -> str:
+        return f"{self.base_url}/lab/tree/{notebook}?token={self.token}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        # The server's own SIGTERM handler shuts its kernels down; SIGKILL if it hangs.
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def launch_chromium(playwright, profile_dir: Path):
+    """A persistent Chromium context in a fresh profile dir (Playwright refuses --user-data-dir)."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile_dir),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport=VIEWPORT,
+        timeout=60_000,
+    )
+
+
+# Page-side helpers, installed once as window.__gl.  Cells are addressed by their index in the
+# notebook; every cell node is tagged data-gl-cell=<index> so Playwright locators can find it.
+_PAGE_HELPERS = r"""
+(widgetMime) => {
+  const panelFor = (path) => {
+    for (const w of window.jupyterapp.shell.widgets('main')) {
+      if (w.context && w.context.path === path) return w;
+    }
+    return null;
+  };
+  const fnv = (s) => {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193); }
+    return (h >>> 0).toString(16) + ':' + s.length;
+  };
+  const cellNode = (path, i) => {
+    const cell = panelFor(path).content.widgets[i];
+    cell.node.dataset.glCell = String(i);
+    return cell.node;
+  };
+  // The top-level view of each widget output (ipywidgets' renderer sets no data-mime-type).
+  const VIEW_ROOT = '.jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output > .jupyter-widgets';
+  const outputsOf = (node) => node.querySelector('.jp-Cell-outputWrapper') || node;
+  // Fraction of pixels that differ from the image's corner colour (0 = blank).
+  const ink = (img) => {
+    const w = Math.min(img.naturalWidth, 400);
+    const h = Math.max(1, Math.round(img.naturalHeight * w / img.naturalWidth));
+    const canvas = document.createElement('canvas');
+    canvas.width = w; canvas.height = h;
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(img, 0, 0, w, h);
+    const d = ctx.getImageData(0, 0, w, h).data;
+    const bg = [d[0], d[1], d[2], d[3]];
+    let differ = 0;
+    for (let p = 0; p < d.length; p += 4) {
+      if (Math.abs(d[p] - bg[0]) > 24 || Math.abs(d[p + 1] - bg[1]) > 24 ||
+          Math.abs(d[p + 2] - bg[2]) > 24 || Math.abs(d[p + 3] - bg[3]) > 24) differ++;
+    }
+    return differ / (w * h);
+  };
+  window.__gl = {
+    ready: async (path) => {
+      const panel = panelFor(path);
+      if (!panel) return false;
+      await panel.context.ready;
+      await panel.sessionContext.ready;
+      const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+      if (!kernel) return false;
+      await kernel.info;
+      window.jupyterapp.shell.activateById(panel.id);
+      return true;
+    },
+    runAll: (path) => {
+      window.__glRun = { done: false };
+      window.jupyterapp.shell.activateById(panelFor(path).id);
+      window.jupyterapp.commands.execute('notebook:run-all-cells').then(
+        (ok) => { window.__glRun = { done: true, ok: ok !== false }; },
+        (err) => { window.__glRun = { done: true, ok: false, error: String(err) }; });
+    },
+    runDone: () => window.__glRun && window.__glRun.done,
+    // Summary of the notebook model: which code cells ran, which hold widget views, errors.
+    cells: (path) => {
+      const panel = panelFor(path);
+      return panel.content.widgets.map((cell, i) => {
+        cellNode(path, i);
+        const model = cell.model;
+        if (model.type !== 'code') return { index: i, type: model.type };
+        const outputs = model.outputs.toJSON();
+        return {
+          index: i, type: 'code',
+          source: model.sharedModel.getSource(),
+          executionCount: model.executionCount,
+          widgetViews: outputs.filter((o) => o.data && o.data[widgetMime]).length,
+          errors: outputs.filter((o) => o.output_type === 'error')
+                         .map((o) => `${o.ename}: ${o.evalue}`),
+        };
+      });
+    },
+    viewCount: (path, i) => cellNode(path, i).querySelectorAll(VIEW_ROOT).length,
+    // Cheap signature of the images in a cell, for waiting on a change.
+    imageSignature: (path, i) => {
+      const imgs = [...outputsOf(cellNode(path, i)).querySelectorAll('img')];
+      if (imgs.length === 0) return '';
+      if (!imgs.every((im) => im.complete && im.naturalWidth > 0)) return '';
+      return imgs.map((im) => fnv(im.src)).join('|');
+    },
+    // Everything a test asserts on about one cell's rendered widget.
+    state: async (path, i) => {
+      const node = cellNode(path, i);
+      const out = outputsOf(node);
+      const text = out.textContent || '';
+      const roots = [...node.querySelectorAll(VIEW_ROOT)];
+      const images = [];
+      for (const im of out.querySelectorAll('img')) {
+        let decoded = true;
+        try { await im.decode(); } catch (e) { decoded = false; }
+        const r = im.getBoundingClientRect();
+        images.push({
+          signature: fnv(im.src), kind: im.src.split(':')[0],
+          decoded, complete: im.complete,
+          naturalWidth: im.naturalWidth, naturalHeight: im.naturalHeight,
+          width: r.width, height: r.height,
+          ink: decoded && im.naturalWidth > 0 ? ink(im) : 0,
+        });
+      }
+      const sliders = [...out.querySelectorAll('.noUi-handle')].map((h, j) => {
+        const box = h.closest('.widget-slider, .jupyter-widgets');
+        const label = box && box.querySelector('.widget-label');
+        const readout = box && box.querySelector('.widget-readout');
+        return {
+          handle: j,
+          label: label ? label.textContent.trim() : '',
+          readout: readout ? (readout.value || readout.textContent || '').trim() : '',
+          now: parseFloat(h.getAttribute('aria-valuenow')),
+          min: parseFloat(h.getAttribute('aria-valuemin')),
+          max: parseFloat(h.getAttribute('aria-valuemax')),
+          disabled: !!(box && box.querySelector('[disabled]')) || h.closest('[disabled]') !== null,
+        };
+      });
+      return {
+        index: i,
+        errorDisplaying: text.includes('Error displaying widget'),
+        loading: text.includes('Loading widget'),
+        text: text.slice(0, 500),
+        views: roots.length,
+        roots: roots.map((r) => {
+          if (!r) return null;
+          const b = r.getBoundingClientRect();
+          return { width: b.width, height: b.height, attached: r.isConnected };
+        }),
+        images, sliders,
+      };
+    },
+  };
+  return true;
+}
+"""
+
+
+@dataclass
+class Explorer:
+    """One code cell whose output is a widget view, as found in the page."""
+
+    index: int
+    name: str
+    shots: list[Path] = field(default_factory=list)
+
+
+def explorer_name(source: str, index: int) -> str:
+    """A readable name for a widget cell: the last `*_explorer(` call in it, else its index."""
+    calls = re.findall(r"(\w+)\s*\(", source)
+    return calls[-1] if calls else f"cell{index}"
+
+
+class NotebookPage:
+    """A JupyterLab page with one notebook open, and the waits/assertions the tests need."""
+
+    def __init__(self, page, server: LabServer, notebook: str):
+        self.page = page
+        self.server = server
+        self.notebook = notebook
+        self.console: list[str] = []
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def open(self, timeout_ms: int = 60_000) -> None:
+        page = self.page
+        page.goto(self.server.lab_url(self.notebook), wait_until="domcontentloaded", timeout=timeout_ms)
+        page.wait_for_function(
+            "p => !!(window.jupyterapp && [...window.jupyterapp.shell.widgets('main')]"
+            ".some(w => w.context && w.context.path === p))",
+            arg=self.notebook, timeout=timeout_ms)
+        page.evaluate(_PAGE_HELPERS, WIDGET_MIME)
+        assert page.evaluate("p => window.__gl.ready(p)", self.notebook), "no kernel for the notebook"
+
+    def run_all(self, timeout_ms: int = 90_000) -> dict:
+        self.page.evaluate("p => window.__gl.runAll(p)", self.notebook)
+        self.page.wait_for_function("() => window.__gl.runDone()", timeout=timeout_ms, polling=200)
+        return self.page.evaluate("() => window.__glRun")
+
+    def cells(self) -> list[dict]:
+        return self.page.evaluate("p => window.__gl.cells(p)", self.notebook)
+
+    def state(self, index: int) -> dict:
+        self.cell(index).scroll_into_view_if_needed()
+        return self.page.evaluate("([p, i]) => window.__gl.state(p, i)", [self.notebook, index])
+
+    def cell(self, index: int):
+        return self.page.locator(f'[data-gl-cell="{index}"]')
+
+    def image_signature(self, index: int) -> str:
+        return self.page.evaluate("([p, i]) => window.__gl.imageSignature(p, i)", [self.notebook, index])
+
+    def wait_rendered(self, index: int, timeout_ms: int = 30_000) -> None:
+        """Wait until the cell's widget view is attached and its images are loaded."""
+        self.page.wait_for_function(
+            """([p, i]) => {
+                 const cell = document.querySelector(`[data-gl-cell="${i}"]`);
+                 if (!cell) return false;
+                 const text = cell.textContent;
+                 if (text.includes('Error displaying widget')) return true;  // reported by state()
+                 if (text.includes('Loading widget')) return false;
+                 return window.__gl.viewCount(p, i) > 0 && window.__gl.imageSignature(p, i) !== '';
+               }""",
+            arg=[self.notebook, index], timeout=timeout_ms, polling=100)
+
+    def nudge_slider(self, index: int, timeout_ms: int = 30_000) -> tuple[dict, dict]:
+        """Press ArrowRight on the first slider of the cell that can still move right; wait for
+        a new, loaded image. Returns (slider before, slider after)."""
+        state = self.state(index)
+        movable = [s for s in state["sliders"] if not s["disabled"] and s["now"] < s["max"]]
+        assert movable, f"cell {index}: no slider that can move right: {state['sliders']}"
+        slider = movable[0]
+        before = self.image_signature(index)
+        handle = self.cell(index).locator(".noUi-handle").nth(slider["handle"])
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        handle.press("ArrowRight")
+        self.page.wait_for_function(
+            "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
+            arg=[self.notebook, index, before], timeout=timeout_ms, polling=50)
+        after = [s for s in self.state(index)["sliders"] if s["handle"] == slider["handle"]][0]
+        return slider, after
+
+
+def check_explorer_state(state: dict, name: str, min_ink: float) -> None:
+    """Assert one widget cell shows a live widget with decoded, painted, non-blank images."""
+    where = f"{name} (cell {state['index']})"
+    assert not state["errorDisplaying"], f"{where}: Error displaying widget: {state['text']}"
+    assert not state["loading"], f"{where}: still 'Loading widget' : {state['text']}"
+    assert state["views"] >= 1, f"{where}: no widget view in the output"
+    for root in state["roots"]:
+        assert root and root["attached"] and root["width"] > 0 and root["height"] > 0, \
+            f"{where}: widget view not attached or zero size: {state['roots']}"
+    assert state["images"], f"{where}: the widget shows no image"
+    for img in state["images"]:
+        assert img["decoded"] and img["complete"], f"{where}: image not decoded: {img}"
+        assert img["naturalWidth"] > 0 and img["naturalHeight"] > 0, f"{where}: empty image: {img}"
+        assert img["width"] > 0 and img["height"] > 0, f"{where}: image not painted: {img}"
+        assert img["ink"] >= min_ink, f"{where}: image looks blank (ink {img['ink']:.4f}): {img}"
+
+
+def main(argv: list[str]) -> int:
+    """Open a notebook in JupyterLab + Chromium, run it, print each widget cell's state."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    notebook = Path(argv[1]).resolve()
+    out_dir = Path(argv[2]) if len(argv) > 2 else Path("test-artifacts/browser/manual")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gl-lab-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "root").mkdir()
+        shutil.copy(notebook, tmp / "root" / notebook.name)
+        server = LabServer(tmp / "root", tmp / "jupyter", out_dir / "jupyterlab.log")
+        try:
+            server.start()
+            with sync_playwright() as pw:
+                ctx = launch_chromium(pw, tmp / "profile")
+                try:
+                    nb = NotebookPage(ctx.pages[0] if ctx.pages else ctx.new_page(), server, notebook.name)
+                    nb.open()
+                    print("run-all:", nb.run_all())
+                    for cell in nb.cells():
+                        if cell.get("widgetViews"):
+                            nb.wait_rendered(cell["index"])
+                            print(json.dumps(nb.state(cell["index"]), indent=1))
+                    nb.page.screenshot(path=str(out_dir / "page.png"))
+                    print("screenshot:", out_dir / "page.png")
+                finally:
+                    ctx.close()
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
