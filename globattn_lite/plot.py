@@ -1,0 +1,625 @@
+"""Figures for the course: masks, weights, softmax, receptive fields, KV-cache budgets, scaling.
+
+Every function returns a :class:`matplotlib.figure.Figure` and accepts an optional ``ax`` to draw
+into an existing Axes (``plot_scaling`` takes a pair). Without ``ax`` a standalone ``Figure`` is
+made: this module never imports ``pyplot`` and never touches global state (rcParams, the current
+figure), so it is safe inside widget callbacks running on any thread. In a notebook a returned
+Figure shows itself as a PNG; to save one, call ``fig.savefig("name.png")``.
+
+Style: one small dict, :data:`STYLE`, applied to each figure as it is drawn (not via rcParams);
+colour-blind-safe colours throughout: ``viridis``/``cividis`` for heatmaps and the Okabe-Ito
+palette (:data:`OKABE_ITO`) for lines and bars. Conventions: 0-based positions, ``mask[q, k]``
+True = query q may attend to key k; rows are queries (y axis), columns are keys (x axis).
+"""
+
+from __future__ import annotations
+
+import numbers
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap, Normalize, PowerNorm, to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from globattn_lite import attention, costs, patterns, softmax_tools
+from globattn_lite._validate import bool_mask_arg, choice_arg, float_arg, int_arg
+
+__all__ = [
+    "STYLE",
+    "OKABE_ITO",
+    "plot_mask",
+    "plot_attention",
+    "plot_softmax",
+    "plot_receptive_field",
+    "plot_kv_budget",
+    "plot_scaling",
+]
+
+#: The course's figure style, applied per figure (never through rcParams).
+STYLE = {
+    "figsize": (6.4, 4.8),  # inches; 640 x 480 px at the dpi below fits a 1024 px screen
+    "dpi": 100,
+    "title_size": 10,
+    "label_size": 9,
+    "tick_size": 8,
+    "legend_size": 8,
+    "line_width": 1.8,
+    "heatmap_cmap": "viridis",  # weights, layers
+    "mask_cmap": "cividis",  # allowed (yellow) / masked (dark blue)
+    "missing": "#d9d9d9",  # cells that never connect
+}
+
+#: Okabe-Ito colour-blind-safe palette (orange, sky blue, green, blue, vermillion, purple, yellow, black).
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
+HIGHLIGHT = "#D55E00"  # vermillion: the highlighted query and its index set G
+
+#: ``plot_mask`` draws every cell (with grid lines) up to this n ...
+GRID_MAX_N = 64
+#: ... and above ``MAX_CELLS`` it aggregates blocks of tokens so at most MAX_CELLS x MAX_CELLS cells are
+#: drawn (a 480 px figure has fewer pixels than that across its axes).
+MAX_CELLS = 256
+
+GIB = 2**30
+MIB = 2**20
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _figure_and_axes(ax, figsize=None):
+    """(figure, axes, own): a new standalone Figure with one Axes (own=True), or the Figure of ``ax``."""
+    if ax is None:
+        fig = Figure(figsize=figsize or STYLE["figsize"], dpi=STYLE["dpi"])
+        return fig, fig.add_subplot(), True
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+    return ax.get_figure(root=True), ax, False
+
+
+def _fit(fig, own, colorbar=False, **extra):
+    """Fixed margins, in inches, for a figure made here (a layout engine would double the drawing time).
+
+    The top margin fits the longest title of the figure's axes.
+    """
+    if not own:
+        return
+    width, height = fig.get_size_inches()
+    lines = max(ax.get_title().count("\n") + 1 for ax in fig.axes)
+    top = 0.2 + lines * STYLE["title_size"] * 1.25 / 72
+    right = 0.95 if colorbar else 0.25
+    fig.subplots_adjust(left=0.8 / width, right=1 - right / width, bottom=0.55 / height,
+                        top=1 - top / height, **extra)
+
+
+def _decorate(ax, title, xlabel, ylabel, positions=None):
+    """Title, axis labels and tick sizes from STYLE; ``positions=n``: integer token-position ticks."""
+    for axis in (ax.xaxis, ax.yaxis) if positions is not None else ():
+        if positions <= 16:
+            axis.set_ticks(range(positions))
+        else:
+            axis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title, fontsize=STYLE["title_size"])
+    ax.set_xlabel(xlabel, fontsize=STYLE["label_size"])
+    ax.set_ylabel(ylabel, fontsize=STYLE["label_size"])
+    ax.tick_params(labelsize=STYLE["tick_size"])
+
+
+def _colorbar(fig, mappable, ax, label, ticks=None, ticklabels=None):
+    cbar = fig.colorbar(mappable, ax=ax, shrink=0.85, pad=0.02)
+    cbar.set_label(label, fontsize=STYLE["label_size"])
+    if ticks is not None:
+        cbar.set_ticks(ticks, labels=ticklabels)
+    cbar.ax.tick_params(labelsize=STYLE["tick_size"])
+    return cbar
+
+
+def _wrap(text, width=70):
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _name(pattern_or_mask):
+    return str(pattern_or_mask) if isinstance(pattern_or_mask, patterns.Pattern) else "mask"
+
+
+def _mask_arg(pattern_or_mask, n):
+    """(mask, n) from a Pattern and its length, or from an (n, n) bool array (n optional)."""
+    if isinstance(pattern_or_mask, patterns.Pattern):
+        if n is None:
+            raise ValueError("n (the sequence length, >= 1) is required when plotting a Pattern")
+        return pattern_or_mask.mask(int_arg("n", n, minimum=1)), int(n)
+    if not isinstance(pattern_or_mask, (np.ndarray, Sequence)) or isinstance(pattern_or_mask, str):
+        raise TypeError(
+            "pattern_or_mask must be a Pattern (from globattn_lite.patterns) or an (n, n) boolean "
+            f"array, got {type(pattern_or_mask).__name__}"
+        )
+    mask = bool_mask_arg("pattern_or_mask", pattern_or_mask)
+    if mask.shape[0] < 1:
+        raise ValueError("pattern_or_mask must have at least one row and column, got shape (0, 0)")
+    if n is not None and int_arg("n", n, minimum=1) != mask.shape[0]:
+        raise ValueError(f"n must match the mask's size {mask.shape[0]} (or be None), got {n}")
+    return mask, mask.shape[0]
+
+
+def _query_arg(query, n):
+    return None if query is None else int_arg("query", query, minimum=0, maximum=n - 1)
+
+
+def _block_fraction(mask, cells):
+    """Aggregate an (n, n) bool mask into blocks of b x b tokens, at most ``cells`` per side.
+
+    Returns (fraction, b): fraction[i, j] = share of allowed pairs among the real (q, k) in
+    block (i, j) (the last block row/column may be partial), b = tokens per block side.
+    """
+    n = mask.shape[0]
+    b = -(-n // cells)
+    m = -(-n // b)
+    pad = m * b - n
+    padded = np.pad(mask, ((0, pad), (0, pad))) if pad else mask
+    counts = padded.reshape(m, b, m, b).sum(axis=(1, 3), dtype=np.int64)
+    sizes = np.full(m, b)
+    sizes[-1] = b - pad
+    return counts / np.outer(sizes, sizes), b
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
+    """Draw an attention mask: allowed pairs (q, k) in yellow, masked pairs in dark blue.
+
+    ``pattern_or_mask``: a Pattern (then ``n`` is required) or an (n, n) bool array.
+    ``query``: optional 0-based query whose row and index set G = {k : mask[query, k]} are
+    outlined and painted vermillion. The title gives the pattern, the number of allowed
+    pairs, the density (pairs / n^2) and |G| for the query (or the min-max keys per query).
+
+    Up to n = 64 every cell is drawn with grid lines. Above MAX_CELLS (256) tokens, blocks
+    of b x b tokens become one cell coloured by the fraction of allowed pairs in it, so at
+    most 256 x 256 cells are drawn (n = 4096 uses 16 x 16 blocks, about one screen pixel each); the highlighted query row
+    then paints the blocks that contain at least one key of G.
+    """
+    mask, n = _mask_arg(pattern_or_mask, n)
+    query = _query_arg(query, n)
+    fig, ax, own = _figure_and_axes(ax)
+
+    counts = mask.sum(axis=1)
+    pairs = int(counts.sum())
+    if n > MAX_CELLS:
+        image, b = _block_fraction(mask, MAX_CELLS)
+        # a power scale keeps sparse blocks (a thin window: a few allowed pairs per block) visible
+        norm, ticks, ticklabels = PowerNorm(0.3, vmin=0, vmax=1), [0, 0.01, 0.1, 0.5, 1], None
+        cbar_label = f"fraction of allowed pairs per {b} x {b} block (power scale)"
+    else:
+        image, b = mask, 1
+        norm, ticks, ticklabels = Normalize(0, 1), [0, 1], ["masked", "may attend"]
+        cbar_label = ""
+    m = image.shape[0]
+    extent = (-0.5, m * b - 0.5, m * b - 0.5, -0.5)  # in token units whatever the block size
+    im = ax.imshow(image.astype(float), cmap=STYLE["mask_cmap"], norm=norm,
+                   interpolation="nearest", extent=extent)
+    _colorbar(fig, im, ax, cbar_label, ticks, ticklabels)
+
+    lines = [_wrap(_name(pattern_or_mask)),
+             f"n={n}: {pairs:,} pairs, density {pairs / n**2:.4g}"]
+    if query is None:
+        lines.append(f"keys per query: {int(counts.min())} to {int(counts.max())}")
+    else:
+        G = np.flatnonzero(mask[query])
+        shown = "" if len(G) > 8 else " G = {" + ", ".join(map(str, G)) + "}"
+        lines.append(f"query {query}: {len(G)} keys{shown}")
+        row_cells = np.zeros(m, dtype=bool)
+        row_cells[G // b] = True
+        overlay = np.zeros((1, m, 4))
+        overlay[0, row_cells] = to_rgba(HIGHLIGHT, 1.0)
+        top = (query // b) * b - 0.5
+        ax.imshow(overlay, interpolation="nearest", extent=(-0.5, m * b - 0.5, top + b, top))
+        ax.add_patch(Rectangle((-0.5, top), n, b, fill=False, edgecolor=HIGHLIGHT,
+                               linewidth=1.5, clip_on=False))
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(n - 0.5, -0.5)
+    if 1 < n <= GRID_MAX_N:  # one line collection each way: much faster than minor-tick grids
+        edges = np.arange(0.5, n - 1)
+        width = 0.4 if n > 16 else 0.8
+        ax.vlines(edges, -0.5, n - 0.5, colors="white", linewidth=width)
+        ax.hlines(edges, -0.5, n - 0.5, colors="white", linewidth=width)
+    _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
+    _fit(fig, own, colorbar=True)
+    return fig
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _real_2d(name, x):
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(f"{name} must be 2-D (queries x keys) and non-empty, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return arr
+
+
+def _tick_labels(axis_set_ticks, labels):
+    """Label every position up to 64 tokens, else every k-th so at most ~32 labels show."""
+    step = 1 if len(labels) <= 64 else -(-len(labels) // 32)
+    pos = np.arange(0, len(labels), step)
+    axis_set_ticks(pos, labels=[labels[i] for i in pos])
+
+
+def plot_attention(weights, tokens=None, ax=None):
+    """Heatmap of attention weights, rows = queries, columns = keys (``viridis``, 0 = dark).
+
+    ``weights``: (n_queries, n_keys) array of non-negative numbers (e.g. the second output of
+    ``attention.attention``); masked pairs have weight exactly 0. ``tokens``: optional labels of
+    the keys (a sequence of n_keys strings); for a square matrix they label the queries too.
+    Up to 12 x 12 each cell also prints its weight. The title gives the shape, the largest
+    weight and the number of zero weights.
+    """
+    w = _real_2d("weights", weights)
+    if (w < 0).any():
+        raise ValueError(f"weights must be non-negative, got a minimum of {w.min():.3g}")
+    nq, nk = w.shape
+    if tokens is not None:
+        if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+            raise TypeError(f"tokens must be a sequence of {nk} strings (one per key), got {type(tokens).__name__}")
+        if len(tokens) != nk:
+            raise ValueError(f"tokens must have one label per key ({nk}), got {len(tokens)}")
+        tokens = [str(t) for t in tokens]
+    fig, ax, own = _figure_and_axes(ax)
+    top = float(w.max())
+    im = ax.imshow(w, cmap=STYLE["heatmap_cmap"], vmin=0, vmax=top if top > 0 else 1,
+                   interpolation="nearest")
+    _colorbar(fig, im, ax, "attention weight")
+    if nq * nk <= 144:
+        for (q, k), value in np.ndenumerate(w):
+            ax.text(k, q, f"{value:.2f}", ha="center", va="center", fontsize=STYLE["tick_size"] - 1,
+                    color="black" if value > 0.6 * top else "white")
+    if tokens is not None:
+        _tick_labels(ax.set_xticks, tokens)
+        ax.tick_params(axis="x", labelrotation=90)
+        if nq == nk:
+            _tick_labels(ax.set_yticks, tokens)
+    zeros = int((w == 0).sum())
+    title = f"attention weights: {nq} queries x {nk} keys\nmax weight {top:.3g}, {zeros} zero weights"
+    _decorate(ax, title, "key" + (" token" if tokens else " position k"),
+              "query" + (" token" if tokens is not None and nq == nk else " position q"))
+    _fit(fig, own, colorbar=True)
+    return fig
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+def _scores_1d(scores):
+    arr = np.asarray(scores)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"scores must be a 1-D array of real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"scores must be 1-D with at least one key (one query's scores), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("scores must be finite (no NaN or inf)")
+    return arr
+
+
+def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
+    """Bars of one query's softmax weights over its keys, and how a sink or eviction changes them.
+
+    Always drawn: ``softmax(scores)``. With ``sink_logit`` b: ``softmax_with_sink`` (weights
+    exp(s_i) / (exp(b) + sum_j exp(s_j)), summing to less than 1; the sink takes the rest).
+    With ``keep`` (bool array, same length, at least one True): ``evict(scores, keep)``, the
+    softmax over the kept keys only (evicted keys are marked x); every kept weight grows by
+    ``eviction_renormalisation``. The text box gives each series' entropy (nats) and max weight.
+    """
+    s = _scores_1d(scores)
+    n = s.size
+    series = [("softmax", attention.softmax(s))]
+    notes = []
+    if sink_logit is not None:
+        b = float_arg("sink_logit", sink_logit)
+        series.append((f"with sink (logit {b:g})", softmax_tools.softmax_with_sink(s, b)))
+        notes.append(f"sink takes {softmax_tools.sink_weight(s, b):.3f} of the mass")
+    evicted = np.zeros(0, dtype=int)
+    if keep is not None:
+        keep = np.asarray(keep)
+        if keep.dtype != np.bool_:
+            raise TypeError(f"keep must be a boolean array (True = key stays), got dtype {keep.dtype}")
+        if keep.shape != s.shape:
+            raise ValueError(f"keep must have the same shape as scores {s.shape}, got {keep.shape}")
+        if not keep.any():
+            raise ValueError("keep must keep at least one key: a softmax over no keys is undefined")
+        evicted = np.flatnonzero(~keep)
+        series.append((f"after evicting {len(evicted)} of {n} keys", softmax_tools.evict(s, keep)))
+        notes.append(f"kept weights grow x{softmax_tools.eviction_renormalisation(s, keep):.3f}")
+
+    fig, ax, own = _figure_and_axes(ax)
+    x = np.arange(n)
+    width = 0.8 / len(series)
+    for i, (label, w) in enumerate(series):
+        stats = f"H = {softmax_tools.entropy(w):.3f} nats, max {w.max():.3f}"
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, w, width, label=f"{label}: {stats}",
+               color=OKABE_ITO[i + 1])
+    if len(evicted):
+        ax.plot(evicted, np.zeros(len(evicted)), "x", color=OKABE_ITO[7], label="evicted key")
+    top = max(float(w.max()) for _, w in series)
+    ax.set_ylim(0, 1.7 * top)  # head room for the legend and notes
+    ax.set_xlim(-0.6, n - 0.4)
+    if n <= 32:
+        ax.set_xticks(x)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper left", fontsize=STYLE["legend_size"], framealpha=0.85)
+    notes.insert(0, f"uniform would be H = ln {n} = {np.log(n):.3f}")
+    title = "\n".join([f"softmax over {n} keys"] + notes)
+    _decorate(ax, title, "key position k", "attention weight (probability)")
+    _fit(fig, own)
+    return fig
+
+
+# --------------------------------------------------------------------------- receptive field
+
+
+def _first_layers(pattern, n, layers):
+    """first[q, k] = the first layer (0..layers) after which information at key k has reached
+    query q, or -1 if it has not by then. Layer 0 is the identity (q = k); one layer lets q read
+    every key it attends to plus itself (the residual path): reach_L = step @ reach_(L-1) with
+    step = ``costs.receptive_field(pattern, n, 1)``.
+    """
+    n = int_arg("n", n, minimum=1)
+    layers = int_arg("layers", layers, minimum=0)
+    step = costs.receptive_field(pattern, n, 1).astype(np.float32)
+    first = np.full((n, n), -1, dtype=np.int64)
+    reach = np.eye(n, dtype=bool)
+    first[reach] = 0
+    for layer in range(1, layers + 1):
+        new = (step @ reach.astype(np.float32)) > 0  # exact: counts <= n < 2**24
+        first[new & ~reach] = layer
+        if (new == reach).all():
+            break  # nothing new can arrive any more
+        reach = new
+    return first
+
+
+def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
+    """Heatmap of the first layer at which each key k reaches each query q through stacked layers.
+
+    ``pattern``: a Pattern or an (n, n) bool mask. Each layer lets a query read the keys it
+    attends to and itself (residual), so after L layers q has seen k if there is a path of at
+    most L hops. Colour = first layer 0..layers (0 on the diagonal), grey = not reached within
+    ``layers``. ``query`` (default n - 1, the last token) is outlined; the title gives how many
+    keys it reaches and the fewest hops from key 0 to it (``costs.hops``, not limited by layers).
+    """
+    if isinstance(pattern, patterns.Pattern):
+        n = int_arg("n", n, minimum=1)
+    else:
+        _, n = _mask_arg(pattern, n)
+    layers = int_arg("layers", layers, minimum=1)
+    query = n - 1 if query is None else _query_arg(query, n)
+    first = _first_layers(pattern, n, layers)
+    fig, ax, own = _figure_and_axes(ax)
+    cmap = ListedColormap(_viridis_colours(layers + 1))
+    cmap.set_bad(STYLE["missing"])
+    im = ax.imshow(np.ma.masked_less(first, 0), cmap=cmap, vmin=-0.5, vmax=layers + 0.5,
+                   interpolation="nearest")
+    step = max(1, -(-(layers + 1) // 10))
+    _colorbar(fig, im, ax, "first layer at which key k reaches query q (0 = itself)",
+              ticks=list(range(0, layers + 1, step)))
+    ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.5,
+                           clip_on=False))
+    reached = int((first[query] >= 0).sum())
+    hops = costs.hops(pattern, n, 0, query)
+    connected = int((first >= 0).sum())
+    lines = [_wrap(f"{_name(pattern)}, n={n}, {layers} layer{'s' if layers > 1 else ''}"),
+             f"query {query} reaches {reached} of {n} keys; key 0 -> query {query}: "
+             + ("never" if hops is None else f"{hops} hop{'s' if hops != 1 else ''}"),
+             f"{connected:,} of {n * n:,} (q, k) pairs connected ({100 * connected / n**2:.1f}%); grey = not reached"]
+    _decorate(ax, "\n".join(lines), "key position k (source)", "query position q (destination)",
+              positions=n)
+    _fit(fig, own, colorbar=True)
+    return fig
+
+
+def _viridis_colours(count):
+    return colormaps[STYLE["heatmap_cmap"]].resampled(max(count, 2))(np.linspace(0, 1, max(count, 2)))[:count]
+
+
+# --------------------------------------------------------------------------- KV cache
+
+
+POLICIES = ("dense", "window", "sinks")
+ALL_POLICIES = POLICIES + ("native",)
+DEFAULT_WINDOW = 4096  # Mistral-7B's sliding window; used when the preset has none
+
+
+def _preset_arg(preset):
+    if isinstance(preset, costs.ModelPreset):
+        return preset
+    if isinstance(preset, str):
+        return costs.PRESETS[choice_arg("preset", preset, costs.PRESETS)]
+    raise TypeError(f"preset must be a ModelPreset or one of {sorted(costs.PRESETS)}, got {preset!r}")
+
+
+def _policies_arg(policies):
+    if isinstance(policies, str):
+        policies = (policies,)
+    if not isinstance(policies, Sequence) or not policies:
+        raise ValueError(f"policies must be a non-empty sequence drawn from {list(ALL_POLICIES)}, got {policies!r}")
+    out = tuple(choice_arg("policies", p, ALL_POLICIES) for p in policies)
+    if len(set(out)) != len(out):
+        raise ValueError(f"policies must not repeat, got {list(out)}")
+    return out
+
+
+def _policy_label(policy, preset, window, sinks):
+    native = f"the model's own window {preset.sliding_window:,}" if preset.sliding_window else "no window"
+    return {"dense": "dense (every token)", "window": f"window (last {window:,})",
+            "sinks": f"sinks ({sinks} + last {window:,})", "native": f"native ({native})"}[policy]
+
+
+def _policy_kwargs(policy, window, sinks):
+    """The window/sinks arguments ``ModelPreset.kv_bytes`` accepts for a policy."""
+    if policy == "native":
+        return {}
+    return {"window": window, "sinks": sinks if policy == "sinks" else 0}
+
+
+def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, batch=1,
+                   bytes_per_element=2, budget_bytes=None, ax=None):
+    """KV-cache size (GiB) against tokens in context for each cache policy, with a budget line.
+
+    ``preset``: a ``costs.ModelPreset`` or a name in ``costs.PRESETS``. Bytes are
+    ``preset.kv_bytes(t, policy, window, sinks, batch, bytes_per_element)`` for the whole batch:
+    each layer keeps ``costs.kv_entries(policy, t, window, sinks)`` tokens (dense: all t; window:
+    the last ``window``, default the preset's sliding window, else 4096; sinks: ``sinks`` first
+    tokens plus the window), and a layer with its own sliding window never keeps more than it.
+    ``"native"`` (not drawn by default) is the model as built (Gemma 2: half its layers local).
+    With ``budget_bytes``, a dashed line marks the budget and the title says how many sequences
+    of ``max_tokens`` tokens fit, ``budget_bytes // bytes of one sequence``, per policy.
+    """
+    preset = _preset_arg(preset)
+    max_tokens = int_arg("max_tokens", max_tokens, minimum=1)
+    policies = _policies_arg(policies)
+    if window is None:
+        window = preset.sliding_window or DEFAULT_WINDOW
+    window = int_arg("window", window, minimum=1)
+    sinks = int_arg("sinks", sinks, minimum=0)
+    batch = int_arg("batch", batch, minimum=1)
+    bytes_per_element = int_arg("bytes_per_element", bytes_per_element, minimum=1)
+    if budget_bytes is not None:
+        budget_bytes = float_arg("budget_bytes", budget_bytes, strictly_positive=True)
+
+    tokens = np.unique(np.linspace(1, max_tokens, 200).round().astype(np.int64))
+    fig, ax, own = _figure_and_axes(ax)
+    summary, top = [], 0.0
+    for policy in policies:
+        kwargs = _policy_kwargs(policy, window, sinks)
+        size = np.array([preset.kv_bytes(int(t), policy, batch=batch, bytes_per_element=bytes_per_element,
+                                         **kwargs) for t in tokens], dtype=float)
+        # colour and dash both differ, and the window line is wider, so overlapping policies stay visible
+        i = ALL_POLICIES.index(policy)
+        ax.plot(tokens, size / GIB, color=OKABE_ITO[[4, 2, 3, 5][i]], linestyle=["-", "-", "--", ":"][i],
+                linewidth=STYLE["line_width"] * (1.8 if policy == "window" else 1),
+                label=_policy_label(policy, preset, window, sinks))
+        top = max(top, size.max())
+        line = f"{policy}: {size[-1] / GIB:.2f} GiB"
+        if budget_bytes is not None:
+            one = preset.kv_bytes(max_tokens, policy, batch=1, bytes_per_element=bytes_per_element, **kwargs)
+            fits = int(budget_bytes // one)
+            line += f" ({fits:,} sequence{'s' if fits != 1 else ''} fit)"
+        summary.append(line)
+    if budget_bytes is not None:
+        ax.axhline(budget_bytes / GIB, color=OKABE_ITO[7], linestyle="-.", linewidth=1.2,
+                   label=f"budget {budget_bytes / GIB:.1f} GiB")
+        top = max(top, budget_bytes)
+    ax.set_xlim(0, max_tokens)
+    ax.set_ylim(0, 1.08 * top / GIB)
+    ax.legend(loc="upper left", fontsize=STYLE["legend_size"])
+    title = [f"{preset.name} KV cache ({preset.layers} layers x {preset.kv_heads} KV heads x "
+             f"{preset.head_dim} dims, {bytes_per_element} B/element)",
+             f"at {max_tokens:,} tokens, batch {batch}: " + "; ".join(summary[:1])] + summary[1:]
+    _decorate(ax, "\n".join(title), "tokens in context", "KV cache (GiB, whole batch)")
+    _fit(fig, own)
+    return fig
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def _scaling_rows(table):
+    """Rows (dicts) of a scaling table given as a list of dicts or a dict of equal-length lists."""
+    if isinstance(table, Mapping):
+        missing = [key for key in ("n", "method", "seconds") if key not in table]
+        if missing:
+            raise ValueError(f"table must have the columns n, method, seconds (peak_bytes optional); missing {missing}")
+        lengths = {key: len(col) for key, col in table.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"table's columns must all have the same length, got {lengths}")
+        keys = list(table)
+        rows = [dict(zip(keys, values)) for values in zip(*(table[k] for k in keys))]
+    elif isinstance(table, Sequence) and not isinstance(table, str):
+        rows = list(table)
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise TypeError(f"table[{i}] must be a dict with keys n, method, seconds, got {type(row).__name__}")
+    else:
+        raise TypeError(f"table must be a list of dicts or a dict of lists, got {type(table).__name__}")
+    if not rows:
+        raise ValueError("table must have at least one row")
+    out = []
+    for i, row in enumerate(rows):
+        for key in ("n", "method", "seconds"):
+            if key not in row:
+                raise ValueError(f"table[{i}] is missing the key {key!r} (needs n, method, seconds)")
+        method = row["method"]
+        if not isinstance(method, str):
+            raise TypeError(f"table[{i}]['method'] must be a string, got {method!r}")
+        peak = row.get("peak_bytes")
+        if peak is not None and not (isinstance(peak, numbers.Real) and np.isnan(peak)):
+            peak = float_arg(f"table[{i}]['peak_bytes']", peak, strictly_positive=True)
+        else:
+            peak = None
+        out.append({"n": int_arg(f"table[{i}]['n']", row["n"], minimum=1), "method": method,
+                    "seconds": float_arg(f"table[{i}]['seconds']", row["seconds"], strictly_positive=True),
+                    "peak_bytes": peak})
+    return out
+
+
+def plot_scaling(table, ax=None):
+    """Time and peak memory against sequence length N, log-log, one line per method.
+
+    ``table`` (the format ``benchmarks/`` scripts write), either
+      - a list of dicts: ``[{"n": 1024, "method": "dense", "seconds": 0.012, "peak_bytes": 4.2e6}, ...]``
+      - or a dict of equal-length lists: ``{"n": [...], "method": [...], "seconds": [...], "peak_bytes": [...]}``
+    ``n`` (int >= 1, tokens), ``method`` (str), ``seconds`` (> 0, time per call) are required;
+    ``peak_bytes`` (> 0) is optional per row (missing, None or NaN = not measured); other keys
+    are ignored. Repeated (method, n) rows are combined by their median. On log axes a slope
+    of 1 is linear in N and a slope of 2 quadratic.
+
+    ``ax``: None, or a pair of Axes (time, memory). Returns the Figure.
+    """
+    rows = _scaling_rows(table)
+    if ax is None:
+        fig, own = Figure(figsize=(10, 4.2), dpi=STYLE["dpi"]), True
+        ax_time, ax_mem = fig.subplots(1, 2)
+    else:
+        if not (isinstance(ax, Sequence) and len(ax) == 2 and all(isinstance(a, Axes) for a in ax)):
+            raise TypeError("ax must be None or a pair of matplotlib Axes (time, memory)")
+        ax_time, ax_mem = ax
+        fig, own = ax_time.get_figure(root=True), False
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    markers = "osD^vP*X"
+    any_memory = False
+    for i, method in enumerate(methods):
+        mine = [r for r in rows if r["method"] == method]
+        ns = sorted({r["n"] for r in mine})
+        secs = [np.median([r["seconds"] for r in mine if r["n"] == n]) for n in ns]
+        style = dict(color=OKABE_ITO[i % len(OKABE_ITO)], marker=markers[i % len(markers)],
+                     linewidth=STYLE["line_width"], label=method)
+        ax_time.plot(ns, secs, **style)
+        mem = [(n, np.median([r["peak_bytes"] for r in mine if r["n"] == n and r["peak_bytes"] is not None]))
+               for n in ns if any(r["n"] == n and r["peak_bytes"] is not None for r in mine)]
+        if mem:
+            any_memory = True
+            ax_mem.plot([m[0] for m in mem], [m[1] / MIB for m in mem], **style)
+    for a in (ax_time, ax_mem):
+        a.set_xscale("log", base=2)
+        a.grid(True, which="major", color="0.9")
+    ax_time.set_yscale("log")
+    ax_time.legend(fontsize=STYLE["legend_size"])
+    _decorate(ax_time, f"time per call vs N ({len(methods)} methods)", "sequence length N (tokens)",
+              "time per call (s)")
+    if any_memory:
+        ax_mem.set_yscale("log")
+        ax_mem.legend(fontsize=STYLE["legend_size"])
+    else:
+        ax_mem.text(0.5, 0.5, "no peak memory measured", transform=ax_mem.transAxes, ha="center")
+    _decorate(ax_mem, "peak memory vs N", "sequence length N (tokens)", "peak memory (MiB)")
+    _fit(fig, own, wspace=0.3)
+    return fig
