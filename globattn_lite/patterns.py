@@ -467,8 +467,8 @@ def from_index_sets(sets) -> Pattern:
         table[i, keys] = True
         clean.append(keys)
     lookup = _Table(table.ravel())
-    shown = clean if m <= 8 else clean[:8] + ["..."]
-    text = f"from_index_sets({shown})".replace("'...'", "...")
+    total = sum(len(keys) for keys in clean)
+    text = f"from_index_sets({clean})" if m <= 8 and total <= 32 else f"from_index_sets(<{m} index sets>)"
 
     def fits(n: int):
         if n > m:
