@@ -343,7 +343,7 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
     x = np.arange(n)
     width = 0.8 / len(series)
     for i, (label, w) in enumerate(series):
-        stats = f"H = {softmax_tools.entropy(w):.3f} nats, max {w.max():.3f}"
+        stats = f"H = {softmax_tools.entropy(w) + 0.0:.3f} nats, max {w.max():.3f}"  # + 0.0: no "-0.000"
         ax.bar(x + (i - (len(series) - 1) / 2) * width, w, width, label=f"{label}: {stats}",
                color=OKABE_ITO[i + 1])
     if len(evicted):
@@ -404,8 +404,7 @@ def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
     query = n - 1 if query is None else _query_arg(query, n)
     first = _first_layers(pattern, n, layers)
     fig, ax, own = _figure_and_axes(ax)
-    cmap = ListedColormap(_viridis_colours(layers + 1))
-    cmap.set_bad(STYLE["missing"])
+    cmap = ListedColormap(_viridis_colours(layers + 1)).with_extremes(bad=STYLE["missing"])
     im = ax.imshow(np.ma.masked_less(first, 0), cmap=cmap, vmin=-0.5, vmax=layers + 0.5,
                    interpolation="nearest")
     step = max(1, -(-(layers + 1) // 10))
@@ -589,9 +588,10 @@ def plot_scaling(table, ax=None):
         fig, own = Figure(figsize=(10, 4.2), dpi=STYLE["dpi"]), True
         ax_time, ax_mem = fig.subplots(1, 2)
     else:
-        if not (isinstance(ax, Sequence) and len(ax) == 2 and all(isinstance(a, Axes) for a in ax)):
+        pair = list(np.ravel(ax)) if isinstance(ax, np.ndarray) else ax  # fig.subplots(1, 2) gives an array
+        if not (isinstance(pair, Sequence) and len(pair) == 2 and all(isinstance(a, Axes) for a in pair)):
             raise TypeError("ax must be None or a pair of matplotlib Axes (time, memory)")
-        ax_time, ax_mem = ax
+        ax_time, ax_mem = pair
         fig, own = ax_time.get_figure(root=True), False
     methods = list(dict.fromkeys(row["method"] for row in rows))
     markers = "osD^vP*X"

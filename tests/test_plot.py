@@ -1,0 +1,451 @@
+"""Headless tests of globattn_lite.plot: each figure shows what its inputs say.
+
+Counts in titles are checked against numbers computed here independently (closed forms or
+the core modules), and image data against the masks/weights drawn. The module never uses
+pyplot, so no figure is registered anywhere: a figure is freed as soon as a test drops it,
+with nothing to close.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from globattn_lite import attention, costs, patterns as P, plot
+
+QUIZ = P.causal() & (P.sliding_window(3) | P.sinks(1))
+GIB = 2**30
+
+
+def title_numbers(title):
+    """(n, pairs, density) from a plot_mask title."""
+    m = re.search(r"n=(\d+): ([\d,]+) pairs, density ([0-9.e+-]+)", title)
+    assert m, title
+    return int(m.group(1)), int(m.group(2).replace(",", "")), float(m.group(3))
+
+
+def query_keys(title):
+    m = re.search(r"query (\d+): (\d+) keys", title)
+    assert m, title
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_plot_module_never_imports_pyplot():
+    code = ("import sys, globattn_lite.plot; "
+            "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- plot_mask
+
+
+@pytest.mark.parametrize("pattern", [QUIZ, P.full(), P.band(2) | P.global_tokens(2), P.dilated(2, 3)],
+                         ids=["quiz", "full", "band_global", "dilated"])
+@pytest.mark.parametrize("n", [2, 16, 64])
+def test_plot_mask_title_and_image_match_the_pattern(pattern, n):
+    for query in (None, 0, n - 1):
+        fig = plot.plot_mask(pattern, n, query=query)
+        assert isinstance(fig, Figure)
+        ax = fig.axes[0]
+        title = ax.get_title()
+        assert str(pattern) in title.replace("\n", "")
+        got_n, pairs, density = title_numbers(title)
+        assert (got_n, pairs) == (n, pattern.num_pairs(n))
+        assert density == pytest.approx(pattern.density(n), rel=1e-3)
+        np.testing.assert_array_equal(ax.images[0].get_array(), pattern.mask(n))
+        if query is None:
+            counts = pattern.kv_counts(n)
+            assert f"keys per query: {counts.min()} to {counts.max()}" in title
+            assert len(ax.images) == 1
+        else:
+            G = pattern.attended(query, n)
+            assert query_keys(title) == (query, len(G))
+            overlay = ax.images[1].get_array()  # (1, n, RGBA): painted exactly at G
+            np.testing.assert_array_equal(np.flatnonzero(overlay[0, :, 3] > 0), G)
+        assert ax.get_xlabel() == "key position k" and ax.get_ylabel() == "query position q"
+        assert len(ax.collections) == 2  # grid lines up to n = 64
+
+
+def test_plot_mask_quiz_row_499_has_four_keys():
+    fig = plot.plot_mask(QUIZ, 1024, query=499)
+    title = fig.axes[0].get_title()
+    assert query_keys(title) == (499, 4)
+    assert "G = {0, 497, 498, 499}" in title
+    assert title_numbers(title)[1] == 1 + 2 + 3 + 4 * (1024 - 3)  # rows 0, 1, 2 see 1, 2, 3 keys; later rows 4
+
+
+def test_plot_mask_n1_and_bool_mask_input():
+    fig = plot.plot_mask(np.ones((1, 1), dtype=bool), query=0)
+    title = fig.axes[0].get_title()
+    assert title.startswith("mask")
+    assert title_numbers(title) == (1, 1, 1.0)
+    assert query_keys(title) == (0, 1)
+    assert list(fig.axes[0].get_xticks()) == [0]
+    causal = np.tril(np.ones((8, 8), dtype=bool))
+    fig = plot.plot_mask(causal, n=8, query=7)
+    assert title_numbers(fig.axes[0].get_title())[1] == 36
+    assert query_keys(fig.axes[0].get_title()) == (7, 8)
+
+
+def test_plot_mask_no_grid_above_64():
+    ax = plot.plot_mask(QUIZ, 65).axes[0]
+    assert len(ax.collections) == 0
+
+
+def test_plot_mask_aggregates_large_n_into_block_fractions():
+    n = 4096
+    pattern = P.causal() & (P.sliding_window(64) | P.sinks(4))
+    fig = plot.plot_mask(pattern, n, query=n - 1)
+    ax = fig.axes[0]
+    image = np.asarray(ax.images[0].get_array())
+    assert image.shape == (256, 256)  # 16 x 16 token blocks
+    mask = pattern.mask(n)
+    expected = mask.reshape(256, 16, 256, 16).mean(axis=(1, 3))
+    np.testing.assert_allclose(image, expected)
+    assert ax.get_xlim() == (-0.5, n - 0.5)  # axes stay in token units
+    assert title_numbers(ax.get_title())[:2] == (n, pattern.num_pairs(n))
+    assert query_keys(ax.get_title()) == (n - 1, 68)
+    # the highlighted query row paints the blocks holding its keys: block 0 (sinks) and the last 4
+    overlay = ax.images[1].get_array()
+    assert overlay.shape[:2] == (1, 256)
+    assert list(np.flatnonzero(overlay[0, :, 3] > 0)) == [0, 252, 253, 254, 255]
+    assert "16 x 16 block" in fig.axes[1].get_ylabel()  # the colorbar explains the aggregation
+
+
+def test_plot_mask_partial_last_block():
+    n = 300  # blocks of 2 tokens, 150 cells; all full
+    fig = plot.plot_mask(P.causal(), n)
+    image = np.asarray(fig.axes[0].images[0].get_array())
+    assert image.shape == (150, 150)
+    n = 301  # blocks of 2, last block holds one token
+    image = np.asarray(plot.plot_mask(P.full(), n).axes[0].images[0].get_array())
+    assert image.shape == (151, 151) and np.allclose(image, 1.0)
+
+
+def test_plot_mask_bigbird_and_given_axes():
+    fig = Figure()
+    ax = fig.add_subplot()
+    pattern = P.bigbird(8)
+    assert plot.plot_mask(pattern, 128, query=40, ax=ax) is fig
+    assert title_numbers(ax.get_title())[1] == pattern.num_pairs(128)
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        ((QUIZ,), ValueError),  # Pattern without n
+        ((QUIZ, 0), ValueError),
+        ((QUIZ, 8.0), TypeError),
+        ((np.ones((3, 3), dtype=bool), 4), ValueError),  # n disagrees with the mask
+        ((np.ones((3, 3)), None), TypeError),  # not boolean
+        ((np.ones((3, 4), dtype=bool), None), ValueError),  # not square
+        (("causal", 8), TypeError),
+        ((P.global_tokens(9), 8), ValueError),  # more global tokens than positions
+    ],
+)
+def test_plot_mask_rejects_bad_input(args, error):
+    with pytest.raises(error):
+        plot.plot_mask(*args)
+
+
+@pytest.mark.parametrize("query", [-1, 8, 2.0])
+def test_plot_mask_rejects_bad_query(query):
+    with pytest.raises((ValueError, TypeError), match="query"):
+        plot.plot_mask(QUIZ, 8, query=query)
+
+
+# --------------------------------------------------------------------------- plot_attention
+
+
+def test_plot_attention_causal_weights_with_tokens():
+    rng = np.random.default_rng(0)
+    n = 6
+    q, k, v = rng.normal(size=(3, n, 4))
+    _, w = attention.attention(q, k, v, mask=P.causal())
+    tokens = ["The", "cat", "sat", "on", "the", "mat"]
+    fig = plot.plot_attention(w, tokens=tokens)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.images[0].get_array(), w)
+    title = ax.get_title()
+    assert f"{n} queries x {n} keys" in title
+    assert f"{n * (n - 1) // 2} zero weights" in title  # the masked upper triangle
+    assert f"max weight {w.max():.3g}" in title
+    assert [t.get_text() for t in ax.get_xticklabels()] == tokens
+    assert [t.get_text() for t in ax.get_yticklabels()] == tokens
+    assert len(ax.texts) == n * n  # small matrices print each weight
+    assert ax.get_xlabel() == "key token" and ax.get_ylabel() == "query token"
+    assert fig.axes[1].get_ylabel() == "attention weight"
+
+
+def test_plot_attention_rectangular_zeros_and_many_tokens():
+    w = np.zeros((3, 5))
+    ax = plot.plot_attention(w, tokens=list("abcde")).axes[0]
+    assert "3 queries x 5 keys" in ax.get_title() and "15 zero weights" in ax.get_title()
+    assert ax.get_ylabel() == "query position q"
+    big = np.full((100, 100), 0.01)
+    ax = plot.plot_attention(big, tokens=[f"t{i}" for i in range(100)]).axes[0]
+    assert len(ax.texts) == 0
+    assert 0 < len(ax.get_xticklabels()) <= 34  # thinned labels
+
+
+@pytest.mark.parametrize(
+    "weights, tokens, error",
+    [
+        (np.ones(4), None, ValueError),
+        (-np.eye(2), None, ValueError),
+        (np.array([[np.nan, 0.0], [0.0, 1.0]]), None, ValueError),
+        (np.eye(3), ["a", "b"], ValueError),
+        (np.eye(3), "abc", TypeError),
+        (np.array([["a"]]), None, TypeError),
+    ],
+)
+def test_plot_attention_rejects_bad_input(weights, tokens, error):
+    with pytest.raises(error):
+        plot.plot_attention(weights, tokens=tokens)
+
+
+# --------------------------------------------------------------------------- plot_softmax
+
+
+def bars(ax):
+    return [np.array([p.get_height() for p in c.patches]) for c in ax.containers]
+
+
+def legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_softmax_plain():
+    s = np.array([2.0, 1.0, 0.0, -1.0])
+    ax = plot.plot_softmax(s).axes[0]
+    p = np.exp(s) / np.exp(s).sum()
+    (heights,) = bars(ax)
+    np.testing.assert_allclose(heights, p)
+    H = -(p * np.log(p)).sum()
+    assert legend_texts(ax) == [f"softmax: H = {H:.3f} nats, max {p.max():.3f}"]
+    assert f"ln 4 = {math.log(4):.3f}" in ax.get_title()
+    assert ax.get_ylabel() == "attention weight (probability)"
+
+
+def test_plot_softmax_with_sink_and_eviction():
+    s = np.array([3.0, 0.5, 0.0, 1.0, -2.0])
+    keep = np.array([False, True, True, True, True])
+    ax = plot.plot_softmax(s, sink_logit=0.0, keep=keep).axes[0]
+    plain, sink, evicted = bars(ax)
+    Z = np.exp(s).sum()
+    np.testing.assert_allclose(sink, np.exp(s) / (1 + Z))
+    kept = np.where(keep, np.exp(s), 0) / np.exp(s[keep]).sum()
+    np.testing.assert_allclose(evicted, kept)
+    title = ax.get_title()
+    assert f"sink takes {1 / (1 + Z):.3f} of the mass" in title
+    assert f"kept weights grow x{Z / np.exp(s[keep]).sum():.3f}" in title
+    texts = legend_texts(ax)
+    (after,) = [t for t in texts if t.startswith("after evicting 1 of 5 keys")]
+    H = -(kept[keep] * np.log(kept[keep])).sum()
+    assert f"H = {H:.3f} nats, max {kept.max():.3f}" in after
+    assert "evicted key" in texts
+
+
+def test_plot_softmax_keep_all_and_single_key():
+    s = np.array([0.3, -0.2, 1.5])
+    ax = plot.plot_softmax(s, keep=np.ones(3, dtype=bool)).axes[0]
+    plain, after = bars(ax)
+    np.testing.assert_allclose(plain, after)
+    assert "grow x1.000" in ax.get_title() and "evicted key" not in legend_texts(ax)
+    ax = plot.plot_softmax([4.0], sink_logit=4.0).axes[0]
+    plain, sink = bars(ax)
+    assert plain[0] == pytest.approx(1.0) and sink[0] == pytest.approx(0.5)
+    assert "H = 0.000 nats, max 1.000" in legend_texts(ax)[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(scores=np.ones((2, 2))), ValueError),
+        (dict(scores=[]), ValueError),
+        (dict(scores=[1.0, np.inf]), ValueError),
+        (dict(scores=[1.0, 2.0], keep=[False, False]), ValueError),
+        (dict(scores=[1.0, 2.0], keep=[1, 0]), TypeError),
+        (dict(scores=[1.0, 2.0], keep=[True]), ValueError),
+        (dict(scores=[1.0, 2.0], sink_logit=np.nan), ValueError),
+    ],
+)
+def test_plot_softmax_rejects_bad_input(kwargs, error):
+    with pytest.raises(error):
+        plot.plot_softmax(**kwargs)
+
+
+# --------------------------------------------------------------------------- plot_receptive_field
+
+
+def test_plot_receptive_field_sliding_window_closed_form():
+    n, W, layers = 40, 4, 3
+    pattern = P.sliding_window(W)
+    ax = plot.plot_receptive_field(pattern, n, layers).axes[0]
+    shown = np.ma.filled(ax.images[0].get_array(), -1)
+    q, k = np.indices((n, n))
+    # each layer moves information W - 1 positions forward: first layer = ceil((q - k) / (W - 1))
+    expected = np.where(k <= q, -(-(q - k) // (W - 1)), -1)
+    expected[expected > layers] = -1
+    np.testing.assert_array_equal(shown, expected)
+    for L in range(layers + 1):  # and it agrees with the core's receptive field at every depth
+        np.testing.assert_array_equal((shown >= 0) & (shown <= L), costs.receptive_field(pattern, n, L))
+    title = ax.get_title()
+    reach = 1 + layers * (W - 1)
+    assert f"query {n - 1} reaches {reach} of {n} keys" in title
+    assert f"key 0 -> query {n - 1}: {math.ceil((n - 1) / (W - 1))} hops" in title
+    connected = int((expected >= 0).sum())
+    assert f"{connected:,} of {n * n:,} (q, k) pairs connected" in title
+
+
+def test_plot_receptive_field_global_token_connects_in_two_layers():
+    n = 32
+    pattern = P.band(1) | P.global_tokens(1)
+    ax = plot.plot_receptive_field(pattern, n, 2, query=20).axes[0]
+    shown = np.ma.filled(ax.images[0].get_array(), -1)
+    assert (shown >= 0).all() and shown.max() == 2
+    title = ax.get_title()
+    assert "query 20 reaches 32 of 32 keys; key 0 -> query 20: 1 hop" in title
+    assert "(100.0%)" in title
+
+
+def test_plot_receptive_field_mask_input_n1_and_never():
+    ax = plot.plot_receptive_field(np.ones((1, 1), dtype=bool), 1, 1).axes[0]
+    assert "query 0 reaches 1 of 1 keys; key 0 -> query 0: 0 hops" in ax.get_title()
+    # anti-causal: key 0 never reaches the last query
+    ax = plot.plot_receptive_field(~P.causal() | (P.band(0)), 8, 2).axes[0]
+    assert "key 0 -> query 7: never" in ax.get_title()
+
+
+@pytest.mark.parametrize("args, kwargs", [((QUIZ, 8, 0), {}), ((QUIZ, 0, 2), {}), ((QUIZ, 8, 2), {"query": 8}),
+                                          ((np.ones((3, 3), dtype=bool), 4, 1), {})])
+def test_plot_receptive_field_rejects_bad_input(args, kwargs):
+    with pytest.raises(ValueError):
+        plot.plot_receptive_field(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- plot_kv_budget
+
+
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_plot_kv_budget_llama_dense():
+    ax = plot.plot_kv_budget("Llama-2-7B", 4096, policies=("dense",), budget_bytes=24 * GIB).axes[0]
+    dense = lines_by_label(ax)["dense (every token)"]
+    x, y = dense.get_data()
+    np.testing.assert_allclose(y, x * 524_288 / GIB)  # 2 * 32 layers * 32 heads * 128 * 2 bytes per token
+    assert y[-1] == pytest.approx(2.0)
+    assert "dense: 2.00 GiB (12 sequences fit)" in ax.get_title()
+    assert costs.max_sequences(24 * GIB, 32, 32, 128, 4096) == 12
+    assert "budget 24.0 GiB" in lines_by_label(ax)
+    assert ax.get_xlabel() == "tokens in context" and "GiB" in ax.get_ylabel()
+
+
+def test_plot_kv_budget_mistral_policies_batch_and_dtype():
+    per_token = 2 * 32 * 8 * 128 * 4  # fp32
+    ax = plot.plot_kv_budget("Mistral-7B", 32768, window=8192, sinks=4, batch=2, bytes_per_element=4,
+                             budget_bytes=10 * GIB).axes[0]
+    lines = lines_by_label(ax)
+    assert set(lines) == {"dense (every token)", "window (last 8,192)", "sinks (4 + last 8,192)", "budget 10.0 GiB"}
+    _, dense = lines["dense (every token)"].get_data()
+    _, window = lines["window (last 8,192)"].get_data()
+    assert dense[-1] == pytest.approx(2 * 32768 * per_token / GIB)
+    # Mistral's own layers never look back more than 4096 tokens, so a larger window keeps 4096
+    assert window[-1] == pytest.approx(2 * 4096 * per_token / GIB)
+    title = ax.get_title()
+    fits = 10 * GIB // (32768 * per_token)
+    assert fits == 1
+    assert f"dense: {2 * 32768 * per_token / GIB:.2f} GiB (1 sequence fit)" in title
+    assert f"window: {2 * 4096 * per_token / GIB:.2f} GiB ({10 * GIB // (4096 * per_token)} sequences fit)" in title
+    assert "batch 2" in title and "4 B/element" in title
+
+
+def test_plot_kv_budget_gemma_native_and_one_token():
+    preset = costs.PRESETS["Gemma-2-9B"]
+    ax = plot.plot_kv_budget(preset, 8192, policies=["native", "dense"]).axes[0]
+    _, native = lines_by_label(ax)["native (the model's own window 4,096)"].get_data()
+    _, dense = lines_by_label(ax)["dense (every token)"].get_data()
+    assert native[-1] == pytest.approx(0.75 * dense[-1])  # half the layers keep 4096 of 8192 tokens
+    ax = plot.plot_kv_budget("Llama-2-7B", 1).axes[0]
+    assert len(ax.get_lines()) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(preset="GPT-9"), ValueError),
+        (dict(preset=7), TypeError),
+        (dict(max_tokens=0), ValueError),
+        (dict(policies=("dense", "lru")), ValueError),
+        (dict(policies=()), ValueError),
+        (dict(batch=0), ValueError),
+        (dict(budget_bytes=-1.0), ValueError),
+        (dict(window=0), ValueError),
+    ],
+)
+def test_plot_kv_budget_rejects_bad_input(kwargs, error):
+    args = dict(preset="Mistral-7B", max_tokens=1024) | kwargs
+    with pytest.raises(error):
+        plot.plot_kv_budget(**args)
+
+
+# --------------------------------------------------------------------------- plot_scaling
+
+
+ROWS = [
+    {"n": 256, "method": "dense", "seconds": 0.001, "peak_bytes": 2**20},
+    {"n": 512, "method": "dense", "seconds": 0.004, "peak_bytes": 2**22},
+    {"n": 512, "method": "dense", "seconds": 0.006, "peak_bytes": 2**22},  # repeat: median
+    {"n": 512, "method": "dense", "seconds": 0.005, "peak_bytes": 2**22},
+    {"n": 256, "method": "local_global", "seconds": 0.002, "peak_bytes": None},
+    {"n": 512, "method": "local_global", "seconds": 0.004, "note": "ignored"},
+]
+
+
+def test_plot_scaling_from_rows_and_columns_agree():
+    fig = plot.plot_scaling(ROWS)
+    ax_time, ax_mem = fig.axes
+    dense, local = ax_time.get_lines()
+    assert dense.get_label() == "dense" and local.get_label() == "local_global"
+    np.testing.assert_allclose(dense.get_xydata(), [[256, 0.001], [512, 0.005]])
+    np.testing.assert_allclose(ax_mem.get_lines()[0].get_xydata(), [[256, 1.0], [512, 4.0]])  # MiB
+    assert len(ax_mem.get_lines()) == 1  # local_global measured no memory
+    assert ax_time.get_xscale() == "log" and ax_time.get_yscale() == "log" and ax_mem.get_yscale() == "log"
+    assert ax_time.get_ylabel() == "time per call (s)" and ax_mem.get_ylabel() == "peak memory (MiB)"
+    assert "(2 methods)" in ax_time.get_title()
+    columns = {key: [row.get(key) for row in ROWS] for key in ("n", "method", "seconds", "peak_bytes")}
+    again = plot.plot_scaling(columns).axes[0].get_lines()[0]
+    np.testing.assert_allclose(again.get_xydata(), dense.get_xydata())
+
+
+def test_plot_scaling_without_memory_and_with_axes():
+    fig = Figure()
+    axes = fig.subplots(1, 2)
+    assert plot.plot_scaling({"n": [8], "method": ["x"], "seconds": [1e-3]}, ax=axes) is fig
+    assert axes[1].texts[0].get_text() == "no peak memory measured"
+
+
+@pytest.mark.parametrize(
+    "table, error",
+    [
+        ([], ValueError),
+        ({"n": [1], "method": ["a"]}, ValueError),
+        ({"n": [1, 2], "method": ["a"], "seconds": [1.0]}, ValueError),
+        ([{"n": 4, "method": "a", "seconds": 0.0}], ValueError),
+        ([{"n": 4, "method": 3, "seconds": 1.0}], TypeError),
+        ([(4, "a", 1.0)], TypeError),
+        ("table", TypeError),
+    ],
+)
+def test_plot_scaling_rejects_bad_tables(table, error):
+    with pytest.raises(error):
+        plot.plot_scaling(table)
