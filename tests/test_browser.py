@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tests" / "browser" / "explorers_demo.ipynb"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 EXPLORERS = ["mask_explorer", "softmax_explorer", "receptive_field_explorer", "kv_budget_explorer"]
-# Smallest fraction of an explorer's image that is not background: a figure that lost its axes
-# and data (the broken 'title only' figures of the subshell race) stays well below this.
-MIN_INK = 0.01
+# Smallest fraction of an explorer image's rows and of its columns that hold something drawn: a
+# figure with axes spans most of both; the broken 'title only' figures of the subshell race
+# (widgets-notes.md) cover a thin band of rows.
+MIN_COVERAGE = 0.3
 
 
 def _load_driver():
@@ -64,6 +63,18 @@ def lab_server(tmp_path):
     assert server.proc is None
 
 
+def test_missing_chromium_skips_on_a_laptop_but_fails_in_ci(monkeypatch):
+    monkeypatch.setattr(lab, "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install_browser.sh"):
+        _require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        _require_chromium()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -95,7 +106,7 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
 
             for cell, name in zip(widget_cells, names):
                 nb.wait_rendered(cell["index"])
-                lab.check_explorer_state(nb.state(cell["index"]), name, MIN_INK)
+                lab.check_explorer_state(nb.state(cell["index"]), name, MIN_COVERAGE)
             page.screenshot(path=str(ARTIFACTS / "notebook.png"))
             shots.append(ARTIFACTS / "notebook.png")
 
@@ -104,14 +115,14 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                 nb.cell(i).screenshot(path=str(ARTIFACTS / f"{name}-before.png"))
                 before, after = nb.nudge_slider(i)
                 assert after["now"] > before["now"], f"{name}: slider {before['label']!r} did not move"
-                lab.check_explorer_state(nb.state(i), name, MIN_INK)
+                lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
                 nb.cell(i).screenshot(path=str(ARTIFACTS / f"{name}-after.png"))
                 shots += [ARTIFACTS / f"{name}-before.png", ARTIFACTS / f"{name}-after.png"]
                 print(f"{name}: slider {before['label']!r} {before['readout']} -> {after['readout']}: new image")
 
             page.wait_for_timeout(1000)  # settle: a late redraw must not leave anything blank
             for cell, name in zip(widget_cells, names):
-                lab.check_explorer_state(nb.state(cell["index"]), name, MIN_INK)
+                lab.check_explorer_state(nb.state(cell["index"]), name, MIN_COVERAGE)
             page_errors = [m for m in nb.console if m.startswith("pageerror")]
             assert not page_errors, page_errors
         finally:

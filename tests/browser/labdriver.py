@@ -27,6 +27,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium flags that keep a headless run working on a closed network, as root, without a GPU.
 CHROMIUM_ARGS = [
@@ -215,8 +217,10 @@ _PAGE_HELPERS = r"""
   // The top-level view of each widget output (ipywidgets' renderer sets no data-mime-type).
   const VIEW_ROOT = '.jp-Cell-outputArea > .jp-OutputArea-child > .jp-OutputArea-output > .jupyter-widgets';
   const outputsOf = (node) => node.querySelector('.jp-Cell-outputWrapper') || node;
-  // Fraction of pixels that differ from the image's corner colour (0 = blank).
-  const ink = (img) => {
+  // How much of an image is drawn: pixels that differ from its corner (background) colour, as a
+  // fraction of all pixels (ink) and the fractions of rows and columns holding any of them
+  // (coverage).  A blank image has 0; a figure that lost its axes keeps ink in a thin title band.
+  const inkOf = (img) => {
     const w = Math.min(img.naturalWidth, 400);
     const h = Math.max(1, Math.round(img.naturalHeight * w / img.naturalWidth));
     const canvas = document.createElement('canvas');
@@ -225,12 +229,19 @@ _PAGE_HELPERS = r"""
     ctx.drawImage(img, 0, 0, w, h);
     const d = ctx.getImageData(0, 0, w, h).data;
     const bg = [d[0], d[1], d[2], d[3]];
+    const rows = new Uint8Array(h), cols = new Uint8Array(w);
     let differ = 0;
-    for (let p = 0; p < d.length; p += 4) {
-      if (Math.abs(d[p] - bg[0]) > 24 || Math.abs(d[p + 1] - bg[1]) > 24 ||
-          Math.abs(d[p + 2] - bg[2]) > 24 || Math.abs(d[p + 3] - bg[3]) > 24) differ++;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const p = 4 * (y * w + x);
+        if (Math.abs(d[p] - bg[0]) > 24 || Math.abs(d[p + 1] - bg[1]) > 24 ||
+            Math.abs(d[p + 2] - bg[2]) > 24 || Math.abs(d[p + 3] - bg[3]) > 24) {
+          differ++; rows[y] = 1; cols[x] = 1;
+        }
+      }
     }
-    return differ / (w * h);
+    const sum = (a) => a.reduce((s, v) => s + v, 0);
+    return { ink: differ / (w * h), rows: sum(rows) / h, cols: sum(cols) / w };
   };
   window.__gl = {
     ready: async (path) => {
@@ -294,7 +305,7 @@ _PAGE_HELPERS = r"""
           decoded, complete: im.complete,
           naturalWidth: im.naturalWidth, naturalHeight: im.naturalHeight,
           width: r.width, height: r.height,
-          ink: decoded && im.naturalWidth > 0 ? ink(im) : 0,
+          drawn: decoded && im.naturalWidth > 0 ? inkOf(im) : { ink: 0, rows: 0, cols: 0 },
         });
       }
       const sliders = [...out.querySelectorAll('.noUi-handle')].map((h, j) => {
@@ -410,14 +421,20 @@ class NotebookPage:
         handle.scroll_into_view_if_needed()
         handle.focus()
         handle.press("ArrowRight")
-        self.page.wait_for_function(
-            "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
-            arg=[self.notebook, index, before], timeout=timeout_ms, polling=50)
+        try:
+            self.page.wait_for_function(
+                "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
+                arg=[self.notebook, index, before], timeout=timeout_ms, polling=50)
+            changed = True
+        except PlaywrightTimeoutError:
+            changed = False
         after = [s for s in self.state(index)["sliders"] if s["handle"] == slider["handle"]][0]
+        assert changed, (f"cell {index}: slider {slider['label']!r} moved {slider['readout']} -> "
+                         f"{after['readout']} but no new image appeared within {timeout_ms / 1000:.0f} s")
         return slider, after
 
 
-def check_explorer_state(state: dict, name: str, min_ink: float) -> None:
+def check_explorer_state(state: dict, name: str, min_coverage: float = 0.3) -> None:
     """Assert one widget cell shows a live widget with decoded, painted, non-blank images."""
     where = f"{name} (cell {state['index']})"
     assert not state["errorDisplaying"], f"{where}: Error displaying widget: {state['text']}"
@@ -431,7 +448,10 @@ def check_explorer_state(state: dict, name: str, min_ink: float) -> None:
         assert img["decoded"] and img["complete"], f"{where}: image not decoded: {img}"
         assert img["naturalWidth"] > 0 and img["naturalHeight"] > 0, f"{where}: empty image: {img}"
         assert img["width"] > 0 and img["height"] > 0, f"{where}: image not painted: {img}"
-        assert img["ink"] >= min_ink, f"{where}: image looks blank (ink {img['ink']:.4f}): {img}"
+        drawn = img["drawn"]
+        assert drawn["ink"] > 0.001, f"{where}: image is blank: {img}"
+        assert min(drawn["rows"], drawn["cols"]) >= min_coverage, \
+            f"{where}: image drawn only in a band (axes or data missing?): {img}"
 
 
 def main(argv: list[str]) -> int:
