@@ -1,0 +1,246 @@
+"""A tiny pre-LN transformer whose attention takes any attention pattern.
+
+Read it top to bottom like nanoGPT's ``model.py``:
+
+    x = token_embedding(ids) (+ position_embedding)          # (B, N, d)
+    x = [global_1 .. global_g, x]                           # optional learnable tokens, prepended (ETC style)
+    for each block:  x = x + Attn(LN(x), mask);  x = x + MLP(LN(x))
+    logits = head(LN(x))[:, g:]                              # one row per real token
+
+The attention mask is ``mask[q, k] = True`` (query q may attend to key k) over the *whole*
+sequence, prepended tokens included (length ``g + N``). It can be a ``patterns.Pattern``
+(anything with a ``.mask(n)`` method) or an ``(g+N, g+N)`` boolean array / tensor; it goes to
+``torch.nn.functional.scaled_dot_product_attention`` as a boolean mask.
+
+Positions are either learned absolute embeddings (``positions="learned"``) or rotary
+(``positions="rotary"``: q and k are rotated by angle ``pos * theta_i``, so scores depend
+on ``q_pos - k_pos`` only). With rotary positions a KV cache can give its entries new
+positions ``0..len(cache)-1`` (StreamingLLM's "positions within the cache"); see
+:class:`KVCache` and :meth:`TinyTransformer.step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._validate import choice_arg, int_arg
+
+
+@dataclass
+class TinyConfig:
+    """Sizes of a :class:`TinyTransformer` (defaults: about 100k parameters)."""
+
+    vocab_size: int
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 64
+    max_len: int = 256  # longest sequence (prepended tokens included) for learned positions
+    positions: str = "learned"  # "learned" or "rotary"
+    n_global: int = 0  # learnable tokens prepended to every sequence (global / sink tokens)
+
+    def __post_init__(self):
+        int_arg("vocab_size", self.vocab_size, minimum=2)
+        int_arg("n_layer", self.n_layer, minimum=1)
+        int_arg("n_head", self.n_head, minimum=1)
+        int_arg("d_model", self.d_model, minimum=1)
+        int_arg("max_len", self.max_len, minimum=1)
+        int_arg("n_global", self.n_global, minimum=0)
+        choice_arg("positions", self.positions, {"learned", "rotary"})
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
+            raise ValueError("rotary positions need an even head size d_model // n_head")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def rotate(x: torch.Tensor, pos: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding: rotate pairs (x[2i], x[2i+1]) of the last axis by ``pos * base**(-2i/D)``.
+
+    x: (..., N, D); pos: (N,) positions (any integers, so a cache can renumber them).
+    """
+    d = x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)  # (D/2,)
+    angle = pos.to(torch.float32)[:, None] * inv_freq[None, :]  # (N, D/2)
+    cos, sin = angle.cos(), angle.sin()
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.flatten(-2)
+
+
+def as_bool_mask(mask, n: int) -> torch.Tensor:
+    """A Pattern (has ``.mask(n)``), numpy bool array or torch bool tensor -> torch bool (n, n)."""
+    if hasattr(mask, "mask") and callable(mask.mask):
+        mask = mask.mask(n)
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(mask)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError(
+            "mask must be a patterns.Pattern or a boolean (n, n) array/tensor (True = may attend), "
+            f"got {type(mask).__name__}"
+        )
+    if tuple(mask.shape) != (n, n):
+        raise ValueError(f"mask must have shape ({n}, {n}) (prepended tokens included), got {tuple(mask.shape)}")
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("mask has a query row with no visible key; every row needs at least one True")
+    return mask
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TinyConfig):
+        super().__init__()
+        self.n_head, self.rotary = cfg.n_head, cfg.positions == "rotary"
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def split(self, x):
+        """(B, N, d) -> q, k, v each (B, H, N, d/H)."""
+        B, N, d = x.shape
+        return self.qkv(x).view(B, N, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+
+    def attend(self, q, k, v, mask, need_weights):
+        """softmax(q k^T / sqrt(D), masked) v; also returns the weights (B, H, Nq, Nk) if asked."""
+        if not need_weights:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        return weights @ v, weights
+
+    def forward(self, x, mask, pos, need_weights=False):
+        q, k, v = self.split(x)
+        if self.rotary:
+            q, k = rotate(q, pos), rotate(k, pos)
+        y, w = self.attend(q, k, v, mask, need_weights)
+        B, H, N, Dh = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, N, H * Dh)), w
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: TinyConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(), nn.Linear(4 * cfg.d_model, cfg.d_model)
+        )
+
+    def forward(self, x, mask, pos, need_weights=False):
+        a, w = self.attn(self.ln1(x), mask, pos, need_weights)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), w
+
+
+class TinyTransformer(nn.Module):
+    """Token (+ learned position) embeddings, optional prepended learnable tokens, L pre-LN blocks, LM head."""
+
+    def __init__(self, cfg: TinyConfig):
+        super().__init__()
+        if not isinstance(cfg, TinyConfig):
+            raise TypeError(f"cfg must be a TinyConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
+        self.globals = nn.Parameter(0.02 * torch.randn(cfg.n_global, cfg.d_model)) if cfg.n_global else None
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of ``ids`` (B, N) with the prepended tokens in front: (B, g + N, d)."""
+        x = self.tok(ids)
+        if self.globals is not None:
+            x = torch.cat([self.globals.expand(ids.shape[0], -1, -1), x], dim=1)
+        if self.pos is not None:
+            x = x + self.pos(pos)
+        return x
+
+    def forward(self, ids, mask, need_weights: bool = False):
+        """Logits (B, N, vocab) for the N real tokens; with ``need_weights`` also a list of
+        per-layer attention weights (B, H, g+N, g+N), prepended tokens first.
+
+        mask: Pattern or bool (g+N, g+N) over the full sequence (prepended tokens at 0..g-1).
+        """
+        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
+            raise TypeError("ids must be a torch.long tensor of shape (batch, n)")
+        n = ids.shape[1] + self.cfg.n_global
+        if self.pos is not None and n > self.cfg.max_len:
+            raise ValueError(f"sequence of {n} (with prepended tokens) exceeds max_len={self.cfg.max_len}")
+        mask = as_bool_mask(mask, n)
+        pos = torch.arange(n)
+        x = self.embed(ids, pos)
+        weights = []
+        for block in self.blocks:
+            x, w = block(x, mask, pos, need_weights)
+            weights.append(w)
+        logits = self.head(self.ln_f(x))[:, self.cfg.n_global :]
+        return (logits, weights) if need_weights else logits
+
+    # ---- streaming with a KV cache (rotary positions renumbered inside the cache) ----
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, cache: "KVCache") -> torch.Tensor:
+        """Feed one new position (its input vector x, shape (B, d)) through the model with ``cache``.
+
+        Each layer appends the new key/value (before rotation) to the cache, evicts by the cache's
+        rule, rotates the kept keys to positions ``0..len-1`` and the query to ``len-1``
+        (learned positions are not supported: they cannot be renumbered beyond ``max_len``).
+        Returns the logits (B, vocab) for the next token.
+        """
+        if self.cfg.positions != "rotary":
+            raise ValueError("step() needs positions='rotary' (cache positions are renumbered)")
+        h = x[:, None, :]
+        for layer, block in enumerate(self.blocks):
+            q, k, v = block.attn.split(block.ln1(h))
+            k_all, v_all = cache.add(layer, k, v)
+            m = k_all.shape[2]
+            q = rotate(q, torch.tensor([m - 1]))
+            k_all = rotate(k_all, torch.arange(m))
+            y = F.scaled_dot_product_attention(q, k_all, v_all)
+            B, H, _, Dh = y.shape
+            h = h + block.attn.proj(y.transpose(1, 2).reshape(B, 1, H * Dh))
+            h = h + block.mlp(block.ln2(h))
+        return self.head(self.ln_f(h))[:, 0]
+
+
+class KVCache:
+    """Per-layer key/value cache holding at most ``size`` entries: the first ``sinks`` ever added
+    (attention sinks, StreamingLLM) plus the most recent ``size - sinks``. ``size=None`` keeps all."""
+
+    def __init__(self, n_layer: int, size: int | None = None, sinks: int = 0):
+        self.size = None if size is None else int_arg("size", size, minimum=1)
+        self.sinks = int_arg("sinks", sinks, minimum=0)
+        if self.size is not None and self.sinks >= self.size:
+            raise ValueError(f"sinks ({sinks}) must be < size ({size}) so recent tokens fit")
+        self.k = [None] * n_layer
+        self.v = [None] * n_layer
+
+    def add(self, layer, k, v):
+        """Append (B, H, 1, D) k/v to ``layer``, evict, and return the kept (B, H, m, D) k, v."""
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        if self.size is not None and k.shape[2] > self.size:
+            recent = self.size - self.sinks
+            k = torch.cat([k[:, :, : self.sinks], k[:, :, -recent:]], dim=2)
+            v = torch.cat([v[:, :, : self.sinks], v[:, :, -recent:]], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v

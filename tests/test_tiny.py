@@ -1,0 +1,117 @@
+"""The tiny transformer: masks from Patterns, prepended global tokens, rotary positions, KV cache."""
+
+import numpy as np
+import pytest
+import torch
+
+from globattn_lite import patterns as P
+from globattn_lite.tiny import KVCache, TinyConfig, TinyTransformer, rotate
+
+
+def make(seed=0, **kw):
+    torch.manual_seed(seed)
+    return TinyTransformer(TinyConfig(vocab_size=20, **kw)).eval()
+
+
+def ids(n=12, b=2, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 20, size=(b, n)))
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_pattern_full_equals_all_true_mask_and_manual_softmax(positions):
+    m, x = make(positions=positions), ids()
+    a = m(x, P.full())
+    b = m(x, torch.ones(12, 12, dtype=torch.bool))
+    c, weights = m(x, np.ones((12, 12), dtype=bool), need_weights=True)  # explicit softmax path
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+    assert all(torch.allclose(w.sum(-1), torch.ones(())) for w in weights)
+
+
+def test_causal_pattern_hides_the_future():
+    m, x = make(), ids()
+    y = x.clone()
+    y[:, 7] = (y[:, 7] + 1) % 20
+    a, b = m(x, P.causal()), m(y, P.causal())
+    torch.testing.assert_close(a[:, :7], b[:, :7])
+    assert not torch.allclose(a[:, 7:], b[:, 7:])
+
+
+def test_mask_weights_are_zero_outside_the_pattern():
+    m, x = make(n_layer=1), ids(n=16)
+    pattern = P.causal() & (P.sliding_window(3) | P.sinks(1))
+    _, (w,) = m(x, pattern, need_weights=True)
+    allowed = torch.from_numpy(pattern.mask(16))
+    assert (w[..., ~allowed] == 0).all() and (w[..., allowed] > 0).all()
+
+
+def test_prepended_global_tokens_take_part_in_attention():
+    g, n = 2, 20
+    m, x = make(n_global=g, n_layer=2), ids(n=n)
+    logits, weights = m(x, P.band(1) | P.global_tokens(g), need_weights=True)
+    assert logits.shape == (2, n, 20)  # one row per real token, globals dropped
+    for w in weights:  # (B, H, g+n, g+n): every query sees the globals, the globals see everything
+        assert (w[..., :g] > 0).all() and (w[:, :, :g, :] > 0).all()
+    # two hops: the first real token reaches the last through a global token, not through band(1)
+    y = x.clone()
+    y[:, 0] = (y[:, 0] + 1) % 20
+    assert not torch.allclose(m(x, P.band(1) | P.global_tokens(g))[:, -1], m(y, P.band(1) | P.global_tokens(g))[:, -1])
+    torch.testing.assert_close(m(x, P.band(1))[:, -1], m(y, P.band(1))[:, -1])
+
+
+def test_rotary_depends_on_relative_position_only():
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 8), torch.randn(1, 8)
+    s = [(rotate(q, torch.tensor([i + 5])) * rotate(k, torch.tensor([i]))).sum() for i in range(4)]
+    torch.testing.assert_close(torch.stack(s), s[0].expand(4), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rotate(q, torch.tensor([3])).norm(), q.norm())
+
+
+@pytest.mark.parametrize("g", [0, 1])
+def test_kv_cache_without_eviction_equals_dense_causal_forward(g):
+    m, x = make(positions="rotary", n_layer=3, n_global=g), ids(n=10)
+    dense = m(x, P.causal())
+    cache = KVCache(3, size=None)
+    for j in range(g):
+        m.step(m.globals[j].expand(2, -1), cache)
+    stepped = torch.stack([m.step(m.tok(x[:, t]), cache) for t in range(10)], dim=1)
+    torch.testing.assert_close(stepped, dense, atol=1e-5, rtol=1e-4)
+
+
+def test_kv_cache_keeps_sinks_and_recent():
+    cache = KVCache(1, size=4, sinks=1)
+    for t in range(7):
+        k, _ = cache.add(0, torch.full((1, 1, 1, 1), float(t)), torch.zeros(1, 1, 1, 1))
+    assert k.flatten().tolist() == [0.0, 4.0, 5.0, 6.0]
+    with pytest.raises(ValueError, match="sinks"):
+        KVCache(1, size=4, sinks=4)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="positions"):
+        TinyConfig(vocab_size=5, positions="alibi")
+    with pytest.raises(ValueError, match="divisible"):
+        TinyConfig(vocab_size=5, d_model=30, n_head=4)
+    m = make()
+    with pytest.raises(ValueError, match="shape"):
+        m(ids(n=8), np.ones((9, 9), dtype=bool))
+    with pytest.raises(TypeError, match="mask"):
+        m(ids(n=8), "causal")
+    with pytest.raises(ValueError, match="max_len"):
+        make(max_len=8)(ids(n=9), P.causal())
+
+
+def test_a_few_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    m = TinyTransformer(TinyConfig(vocab_size=20, n_layer=1, d_model=32))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    x = ids(n=16, b=8)
+    losses = []
+    for _ in range(30):
+        logits = m(x, P.causal())
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 20), x[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.5
