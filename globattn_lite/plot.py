@@ -494,7 +494,9 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
     if budget_bytes is not None:
         budget_bytes = float_arg("budget_bytes", budget_bytes, strictly_positive=True)
 
-    tokens = np.unique(np.linspace(1, max_tokens, 200).round().astype(np.int64))
+    # every curve is piecewise linear with kinks only where a window fills up: sample those exactly
+    kinks = [window, window + sinks, preset.sliding_window or 1]
+    tokens = np.unique(np.clip(np.r_[np.linspace(1, max_tokens, 64).round(), kinks], 1, max_tokens).astype(np.int64))
     fig, ax, own = _figure_and_axes(ax)
     summary, top = [], 0.0
     for policy in policies:
