@@ -104,9 +104,19 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
             names = [lab.explorer_name(c["source"], c["index"]) for c in widget_cells]
             assert names == EXPLORERS, f"the demo should show the four explorers in order: {names}"
 
-            for cell, name in zip(widget_cells, names):
+            for cell in widget_cells:
                 nb.wait_rendered(cell["index"])
+            page.wait_for_timeout(1000)  # settle: let any redraw caused by showing a widget land
+            for cell, name in zip(widget_cells, names):
                 lab.check_explorer_state(nb.state(cell["index"]), name, MIN_COVERAGE)
+                # Showing an explorer must not change it: the browser's first picture is the
+                # kernel's initial figure, also stored as the static image/png fallback.
+                fallback = nb.matches_fallback(cell["index"])
+                assert fallback["fallback"], f"{name}: no static image/png next to the widget view"
+                assert fallback["matches"], (
+                    f"{name}: displaying it in the browser redrew its figure (the front end sent "
+                    "back a control value, e.g. a float slider's rounding), so the page differs "
+                    "from the kernel's initial figure")
             page.screenshot(path=str(ARTIFACTS / "notebook.png"))
             shots.append(ARTIFACTS / "notebook.png")
 

@@ -41,7 +41,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1280, "height": 960}
+# Tall enough that a whole explorer cell fits, for element screenshots that are not clipped.
+VIEWPORT = {"width": 1280, "height": 1400}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 OVERRIDES = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
 KERNEL_SETTINGS = "@jupyterlab/apputils-extension:kernels-settings"
@@ -289,6 +290,30 @@ _PAGE_HELPERS = r"""
       if (!imgs.every((im) => im.complete && im.naturalWidth > 0)) return '';
       return imgs.map((im) => fnv(im.src)).join('|');
     },
+    // Does a widget image show exactly the static image/png the kernel put next to the widget
+    // view (the explorer's initial figure)?  Differs when merely showing the widget changed it.
+    matchesFallback: async (path, i) => {
+      const cell = panelFor(path).content.widgets[i];
+      const bundle = cell.model.outputs.toJSON().find((o) => o.data && o.data[widgetMime]);
+      const png = bundle && bundle.data['image/png'];
+      if (!png) return { fallback: false, matches: false };
+      const expected = (Array.isArray(png) ? png.join('') : png).replace(/\s/g, '');
+      for (const im of outputsOf(cellNode(path, i)).querySelectorAll('img')) {
+        let b64;
+        if (im.src.startsWith('data:')) {
+          b64 = im.src.slice(im.src.indexOf(',') + 1);
+        } else {
+          const bytes = new Uint8Array(await (await fetch(im.src)).arrayBuffer());
+          let bin = '';
+          for (let k = 0; k < bytes.length; k += 0x8000) {
+            bin += String.fromCharCode.apply(null, bytes.subarray(k, k + 0x8000));
+          }
+          b64 = btoa(bin);
+        }
+        if (b64 === expected) return { fallback: true, matches: true };
+      }
+      return { fallback: true, matches: false };
+    },
     // Everything a test asserts on about one cell's rendered widget.
     state: async (path, i) => {
       const node = cellNode(path, i);
@@ -392,6 +417,9 @@ class NotebookPage:
 
     def cell(self, index: int):
         return self.page.locator(f'[data-gl-cell="{index}"]')
+
+    def matches_fallback(self, index: int) -> dict:
+        return self.page.evaluate("([p, i]) => window.__gl.matchesFallback(p, i)", [self.notebook, index])
 
     def image_signature(self, index: int) -> str:
         return self.page.evaluate("([p, i]) => window.__gl.imageSignature(p, i)", [self.notebook, index])
