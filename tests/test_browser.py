@@ -84,12 +84,14 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
     assert schema["properties"]["commsOverSubshells"]["default"] == "disabled"
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):  # no stale pictures from an earlier run
+        old.unlink()
     shots = []
     with sync_playwright() as pw:
         context = lab.launch_chromium(pw, tmp_path / "chromium-profile")
+        page = context.pages[0] if context.pages else context.new_page()
+        page.set_default_timeout(30_000)
         try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(30_000)
             nb = lab.NotebookPage(page, lab_server, DEMO.name)
             nb.open()
 
@@ -108,26 +110,24 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                 nb.wait_rendered(cell["index"])
             page.wait_for_timeout(1000)  # settle: let any redraw caused by showing a widget land
             for cell, name in zip(widget_cells, names):
-                lab.check_explorer_state(nb.state(cell["index"]), name, MIN_COVERAGE)
+                i = cell["index"]
+                shots.append(nb.screenshot_cell(i, ARTIFACTS / f"{name}-before.png"))
+                lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
                 # Showing an explorer must not change it: the browser's first picture is the
                 # kernel's initial figure, also stored as the static image/png fallback.
-                fallback = nb.matches_fallback(cell["index"])
+                fallback = nb.matches_fallback(i)
                 assert fallback["fallback"], f"{name}: no static image/png next to the widget view"
                 assert fallback["matches"], (
                     f"{name}: displaying it in the browser redrew its figure (the front end sent "
                     "back a control value, e.g. a float slider's rounding), so the page differs "
                     "from the kernel's initial figure")
-            page.screenshot(path=str(ARTIFACTS / "notebook.png"))
-            shots.append(ARTIFACTS / "notebook.png")
 
             for cell, name in zip(widget_cells, names):
                 i = cell["index"]
-                nb.cell(i).screenshot(path=str(ARTIFACTS / f"{name}-before.png"))
                 before, after = nb.nudge_slider(i)
                 assert after["now"] > before["now"], f"{name}: slider {before['label']!r} did not move"
                 lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
-                nb.cell(i).screenshot(path=str(ARTIFACTS / f"{name}-after.png"))
-                shots += [ARTIFACTS / f"{name}-before.png", ARTIFACTS / f"{name}-after.png"]
+                shots.append(nb.screenshot_cell(i, ARTIFACTS / f"{name}-after.png"))
                 print(f"{name}: slider {before['label']!r} {before['readout']} -> {after['readout']}: new image")
 
             page.wait_for_timeout(1000)  # settle: a late redraw must not leave anything blank
@@ -135,6 +135,11 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                 lab.check_explorer_state(nb.state(cell["index"]), name, MIN_COVERAGE)
             page_errors = [m for m in nb.console if m.startswith("pageerror")]
             assert not page_errors, page_errors
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"))
+            print("failure screenshot:", (ARTIFACTS / "failure.png").relative_to(REPO))
+            print("JupyterLab log:", lab_server.log_path.relative_to(REPO))
+            raise
         finally:
             context.close()
     for shot in shots:

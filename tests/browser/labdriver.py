@@ -415,6 +415,13 @@ class NotebookPage:
         self.cell(index).scroll_into_view_if_needed()
         return self.page.evaluate("([p, i]) => window.__gl.state(p, i)", [self.notebook, index])
 
+    def screenshot_cell(self, index: int, path: Path) -> Path:
+        """Scroll the cell to the top of the notebook and save a picture of it."""
+        self.page.evaluate("i => document.querySelector(`[data-gl-cell=\"${i}\"]`).scrollIntoView({block: 'start'})",
+                           index)
+        self.cell(index).screenshot(path=str(path))
+        return path
+
     def cell(self, index: int):
         return self.page.locator(f'[data-gl-cell="{index}"]')
 
