@@ -1,10 +1,12 @@
 """Figures for the course: masks, weights, softmax, receptive fields, KV-cache budgets, scaling.
 
 Every function returns a :class:`matplotlib.figure.Figure` and accepts an optional ``ax`` to draw
-into an existing Axes (``plot_scaling`` takes a pair). Without ``ax`` a standalone ``Figure`` is
+into an existing Axes (``plot_scaling`` takes a pair). Without ``ax`` a standalone figure is
 made: this module never imports ``pyplot`` and never touches global state (rcParams, the current
-figure), so it is safe inside widget callbacks running on any thread. In a notebook a returned
-Figure shows itself as a PNG; to save one, call ``fig.savefig("name.png")``.
+figure), so it is safe inside widget callbacks running on any thread. Such a figure is a
+:class:`CourseFigure`, a Figure that shows itself as a PNG when it ends a notebook cell (no
+``%matplotlib`` or pyplot needed); ``figure_png(fig)`` gives the PNG bytes, ``fig.savefig(path)``
+saves it.
 
 Style: one small dict, :data:`STYLE`, applied to each figure as it is drawn (not via rcParams);
 colour-blind-safe colours throughout: ``viridis``/``cividis`` for heatmaps and the Okabe-Ito
@@ -14,6 +16,7 @@ True = query q may attend to key k; rows are queries (y axis), columns are keys 
 
 from __future__ import annotations
 
+import io
 import numbers
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -21,6 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap, Normalize, PowerNorm, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -30,6 +34,8 @@ from globattn_lite import attention, costs, patterns, softmax_tools
 from globattn_lite._validate import bool_mask_arg, choice_arg, float_arg, int_arg
 
 __all__ = [
+    "CourseFigure",
+    "figure_png",
     "STYLE",
     "OKABE_ITO",
     "plot_mask",
@@ -71,10 +77,25 @@ MIB = 2**20
 # --------------------------------------------------------------------------- helpers
 
 
+def figure_png(fig) -> bytes:
+    """PNG bytes of a Figure, drawn by the Agg canvas (no pyplot, no display needed)."""
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return buffer.getvalue()
+
+
+class CourseFigure(Figure):
+    """A matplotlib Figure that IPython/Jupyter displays as a PNG without pyplot (``_repr_png_``)."""
+
+    def _repr_png_(self):
+        return figure_png(self)
+
+
+
 def _figure_and_axes(ax, figsize=None):
     """(figure, axes, own): a new standalone Figure with one Axes (own=True), or the Figure of ``ax``."""
     if ax is None:
-        fig = Figure(figsize=figsize or STYLE["figsize"], dpi=STYLE["dpi"])
+        fig = CourseFigure(figsize=figsize or STYLE["figsize"], dpi=STYLE["dpi"])
         return fig, fig.add_subplot(), True
     if not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
@@ -170,7 +191,7 @@ def _block_fraction(mask, cells):
 
 
 def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
-    """Draw an attention mask: allowed pairs (q, k) in yellow, masked pairs in dark blue.
+    """Draw an attention mask: allowed pairs (q, k) in yellow, masked pairs in dark blue (cividis).
 
     ``pattern_or_mask``: a Pattern (then ``n`` is required) or an (n, n) bool array.
     ``query``: optional 0-based query whose row and index set G = {k : mask[query, k]} are
@@ -191,17 +212,18 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
     if n > MAX_CELLS:
         image, b = _block_fraction(mask, MAX_CELLS)
         # a power scale keeps sparse blocks (a thin window: a few allowed pairs per block) visible
-        norm, ticks, ticklabels = PowerNorm(0.3, vmin=0, vmax=1), [0, 0.01, 0.1, 0.5, 1], None
-        cbar_label = f"fraction of allowed pairs per {b} x {b} block (power scale)"
+        norm = PowerNorm(0.3, vmin=0, vmax=1)
     else:
-        image, b = mask, 1
-        norm, ticks, ticklabels = Normalize(0, 1), [0, 1], ["masked", "may attend"]
-        cbar_label = ""
+        image, b, norm = mask, 1, Normalize(0, 1)
     m = image.shape[0]
     extent = (-0.5, m * b - 0.5, m * b - 0.5, -0.5)  # in token units whatever the block size
     im = ax.imshow(image.astype(float), cmap=STYLE["mask_cmap"], norm=norm,
                    interpolation="nearest", extent=extent)
-    _colorbar(fig, im, ax, cbar_label, ticks, ticklabels)
+    if b > 1:
+        _colorbar(fig, im, ax, f"fraction of allowed pairs per {b} x {b} block (power scale)",
+                  ticks=[0, 0.01, 0.1, 0.5, 1])
+    # a two-colour image needs no colour bar (it would cost a quarter of the drawing time)
+    xlabel = "key position k" + ("" if b > 1 else "   (yellow: may attend, blue: masked)")
 
     lines = [_wrap(_name(pattern_or_mask)),
              f"n={n}: {pairs:,} pairs, density {pairs / n**2:.4g}"]
@@ -226,8 +248,8 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
         width = 0.4 if n > 16 else 0.8
         ax.vlines(edges, -0.5, n - 0.5, colors="white", linewidth=width)
         ax.hlines(edges, -0.5, n - 0.5, colors="white", linewidth=width)
-    _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
-    _fit(fig, own, colorbar=True)
+    _decorate(ax, "\n".join(lines), xlabel, "query position q", positions=n)
+    _fit(fig, own, colorbar=b > 1)
     return fig
 
 
@@ -587,7 +609,7 @@ def plot_scaling(table, ax=None):
     """
     rows = _scaling_rows(table)
     if ax is None:
-        fig, own = Figure(figsize=(10, 4.2), dpi=STYLE["dpi"]), True
+        fig, own = CourseFigure(figsize=(10, 4.2), dpi=STYLE["dpi"]), True
         ax_time, ax_mem = fig.subplots(1, 2)
     else:
         pair = list(np.ravel(ax)) if isinstance(ax, np.ndarray) else ax  # fig.subplots(1, 2) gives an array

@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import threading
 
 import ipywidgets as widgets
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from globattn_lite import costs, patterns, plot
 from globattn_lite._validate import choice_arg, float_arg, int_arg
@@ -49,7 +47,6 @@ __all__ = [
     "softmax_explorer",
     "receptive_field_explorer",
     "kv_budget_explorer",
-    "figure_png",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,13 +54,6 @@ log = logging.getLogger(__name__)
 GIB = 2**30
 _DESCRIPTION = {"description_width": "120px"}
 _WIDE = widgets.Layout(width="98%")
-
-
-def figure_png(fig) -> bytes:
-    """PNG bytes of a Figure, drawn by the Agg canvas (no pyplot, no display needed)."""
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    return buffer.getvalue()
 
 
 class Explorer(widgets.VBox):
@@ -119,7 +109,7 @@ class Explorer(widgets.VBox):
                 if self._sync is not None:
                     self._sync(self.controls, change)
                 fig = self._draw(self.values)
-                png = figure_png(fig)
+                png = plot.figure_png(fig)
             except Exception as exc:  # shown and recorded, never silent
                 self.error = exc
                 self.errors.append(exc)

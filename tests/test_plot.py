@@ -69,7 +69,8 @@ def test_plot_mask_title_and_image_match_the_pattern(pattern, n):
             assert query_keys(title) == (query, len(G))
             overlay = ax.images[1].get_array()  # (1, n, RGBA): painted exactly at G
             np.testing.assert_array_equal(np.flatnonzero(overlay[0, :, 3] > 0), G)
-        assert ax.get_xlabel() == "key position k" and ax.get_ylabel() == "query position q"
+        assert ax.get_xlabel().startswith("key position k") and ax.get_ylabel() == "query position q"
+        assert "yellow: may attend" in ax.get_xlabel() and len(fig.axes) == 1  # no colour bar needed
         assert len(ax.collections) == 2  # grid lines up to n = 64
 
 
@@ -449,3 +450,10 @@ def test_plot_scaling_without_memory_and_with_axes():
 def test_plot_scaling_rejects_bad_tables(table, error):
     with pytest.raises(error):
         plot.plot_scaling(table)
+
+
+def test_figures_show_themselves_as_png_without_pyplot():
+    fig = plot.plot_mask(QUIZ, 8, query=3)
+    assert isinstance(fig, plot.CourseFigure)
+    png = fig._repr_png_()  # what IPython shows when a cell ends with the figure
+    assert png.startswith(b"\x89PNG") and png == plot.figure_png(fig)
