@@ -99,6 +99,8 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
             cells = [c for c in nb.cells() if c["type"] == "code"]
             errors = [(c["index"], c["errors"]) for c in cells if c["errors"]]
             assert not errors, f"cells raised: {errors}"
+            stderr = [(c["index"], c["stderr"]) for c in cells if c["stderr"]]
+            assert not stderr, f"cells wrote to stderr (a learner would see it): {stderr}"
             assert run["ok"], f"run-all failed: {run}"
             assert all(c["executionCount"] for c in cells), "some code cells did not run"
 

@@ -279,6 +279,8 @@ _PAGE_HELPERS = r"""
           widgetViews: outputs.filter((o) => o.data && o.data[widgetMime]).length,
           errors: outputs.filter((o) => o.output_type === 'error')
                          .map((o) => `${o.ename}: ${o.evalue}`),
+          stderr: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr')
+                         .map((o) => [].concat(o.text).join('')),
         };
       });
     },
@@ -351,7 +353,7 @@ _PAGE_HELPERS = r"""
         index: i,
         errorDisplaying: text.includes('Error displaying widget'),
         loading: text.includes('Loading widget'),
-        text: text.slice(0, 500),
+        text: text.slice(0, 4000),
         views: roots.length,
         roots: roots.map((r) => {
           if (!r) return null;
@@ -469,10 +471,15 @@ class NotebookPage:
         return slider, after
 
 
+# What an explorer shows in its status line when a redraw raised (globattn_lite.widgets).
+REDRAW_FAILED = "Cannot draw"
+
+
 def check_explorer_state(state: dict, name: str, min_coverage: float = 0.3) -> None:
     """Assert one widget cell shows a live widget with decoded, painted, non-blank images."""
     where = f"{name} (cell {state['index']})"
     assert not state["errorDisplaying"], f"{where}: Error displaying widget: {state['text']}"
+    assert REDRAW_FAILED not in state["text"], f"{where}: a redraw failed: {state['text']}"
     assert not state["loading"], f"{where}: still 'Loading widget' : {state['text']}"
     assert state["views"] >= 1, f"{where}: no widget view in the output"
     for root in state["roots"]:
