@@ -1,0 +1,288 @@
+"""Attention with a mask: a numpy version to read, a dense torch reference, and an efficient
+local + global torch version that never builds the N x N score matrix.
+
+Conventions (the whole package): indices are 0-based and ``mask[q, k] is True`` means query ``q``
+may attend to key ``k``. Scores are ``q k^T / sqrt(d)``; the mask is applied BEFORE the softmax,
+so a masked weight is exactly 0. A query row with no visible key at all gets zero weights and a
+zero output (not NaN): it "attends to nothing".
+
+torch is imported lazily inside the torch functions, so ``import globattn_lite.attention`` stays
+numpy-only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from globattn_lite import patterns
+from globattn_lite._validate import bool_mask_arg, int_arg
+
+__all__ = [
+    "softmax",
+    "attention",
+    "local_global_pattern",
+    "dense_attention",
+    "local_global_attention",
+]
+
+
+# --------------------------------------------------------------------------- numpy
+
+
+def _real_array(name: str, x, *, min_ndim: int) -> np.ndarray:
+    """``x`` as a float numpy array (ints become float64), or raise naming ``name``."""
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must be an array of real numbers (float or int), got dtype {arr.dtype}")
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def softmax(x, axis=-1) -> np.ndarray:
+    """softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``axis``.
+
+    Subtracting the max keeps large inputs (1e4) finite. ``-inf`` means "masked": it gets
+    weight exactly 0, and a slice that is entirely ``-inf`` gives all zeros instead of NaN.
+    NaN and ``+inf`` are rejected.
+    """
+    x = _real_array("x", x, min_ndim=1)
+    axis = int_arg("axis", axis, minimum=-x.ndim, maximum=x.ndim - 1)
+    if np.isnan(x).any() or np.isposinf(x).any():
+        raise ValueError("x must not contain NaN or +inf (use -inf to mask an entry)")
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isneginf(top), 0.0, top)  # an all -inf slice: exp(-inf - 0) = 0
+    e = np.exp(x - top)
+    total = e.sum(axis=axis, keepdims=True)
+    return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+
+
+def attention(q, k, v, mask=None):
+    """Scaled dot-product attention in numpy: returns ``(out, weights)``.
+
+    weights = softmax(q k^T / sqrt(d) with masked scores set to -inf), out = weights v.
+
+    q: (..., n, d), k: (..., m, d), v: (..., m, d_v); leading dimensions broadcast.
+    mask: None (every key visible), a boolean array broadcastable to (..., n, m), or a
+    ``patterns.Pattern`` (then n must equal m). A fully masked query row gets zero weights and a
+    zero output.
+    """
+    q = _real_array("q", q, min_ndim=2)
+    k = _real_array("k", k, min_ndim=2)
+    v = _real_array("v", v, min_ndim=2)
+    for name, arr in (("q", q), ("k", k), ("v", v)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} must contain only finite numbers")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must have the same last dimension d, got q {q.shape} and k {k.shape}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same number of keys m (axis -2), got k {k.shape} and v {v.shape}"
+        )
+    try:
+        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"the leading (batch) dimensions of q, k and v must broadcast, got q {q.shape}, "
+            f"k {k.shape}, v {v.shape}"
+        ) from None
+    n, d, m = q.shape[-2], q.shape[-1], k.shape[-2]
+
+    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(d)  # (..., n, m)
+    if mask is not None:
+        if isinstance(mask, patterns.Pattern):
+            if n != m:
+                raise ValueError(
+                    f"mask is a Pattern, which needs as many queries as keys, got q {q.shape} and k {k.shape}"
+                )
+            mask = mask.mask(n)
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_:
+            raise TypeError(
+                f"mask must be a boolean array (True = may attend) or a Pattern, got dtype {mask.dtype}"
+            )
+        try:
+            ok = np.broadcast_shapes(mask.shape, scores.shape) == scores.shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"mask must broadcast to the scores' shape {(*lead, n, m)} (queries x keys), "
+                f"got shape {mask.shape}"
+            )
+        scores = np.where(mask, scores, -np.inf)
+    weights = softmax(scores, axis=-1)
+    return weights @ v, weights
+
+
+# --------------------------------------------------------------------------- patterns
+
+
+def _check_local_global_args(window, sinks, global_tokens, causal, n=None):
+    """Validate the local + global arguments (and, given the length n, their upper bounds)."""
+    window = int_arg("window", window, minimum=1)
+    sinks = int_arg("sinks", sinks, minimum=0)
+    global_tokens = int_arg("global_tokens", global_tokens, minimum=0)
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be True or False, got {causal!r}")
+    causal = bool(causal)
+    if causal and global_tokens:
+        raise ValueError(
+            f"global_tokens must be 0 when causal=True (got {global_tokens}): a causal token cannot "
+            "see later tokens, so use sinks=... for the causal global tokens, or causal=False"
+        )
+    if n is not None:
+        for name, value in (("sinks", sinks), ("global_tokens", global_tokens)):
+            if value > n:
+                raise ValueError(f"{name} must be between 0 and the sequence length N={n}, got {value}")
+    return window, sinks, global_tokens, causal
+
+
+def local_global_pattern(window, sinks=0, global_tokens=0, causal=True):
+    """The Pattern that ``local_global_attention`` computes.
+
+    causal=True:  ``causal() & (sliding_window(window) | sinks(sinks))``  (window W >= 1 keys,
+                  the query included; sink tokens are the causal global tokens; global_tokens must be 0)
+    causal=False: ``band(window) | sinks(sinks) | global_tokens(global_tokens)``  (window is the
+                  one-sided radius r >= 1: 2r + 1 local keys)
+
+    Terms with a zero count are left out of the formula (they add no pair).
+    """
+    window, sinks, global_tokens, causal = _check_local_global_args(window, sinks, global_tokens, causal)
+    if causal:
+        local = patterns.sliding_window(window)
+        if sinks:
+            local = local | patterns.sinks(sinks)
+        return patterns.causal() & local
+    pattern = patterns.band(window)
+    if sinks:
+        pattern = pattern | patterns.sinks(sinks)
+    if global_tokens:
+        pattern = pattern | patterns.global_tokens(global_tokens)
+    return pattern
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def _check_qkv(q, k, v):
+    """q and k: (..., N, D), v: (..., N, D_v); float tensors of one dtype and device."""
+    import torch
+
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        if t.ndim < 2:
+            raise ValueError(f"{name} must have shape (B, H, N, D) or (N, D), got {tuple(t.shape)}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise ValueError(f"q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the same shape as q, got q {tuple(q.shape)} and k {tuple(k.shape)}")
+    if v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(
+            f"v must match q in every dimension but the last, got q {tuple(q.shape)} and v {tuple(v.shape)}"
+        )
+
+
+def _torch_mask(pattern, n: int, device):
+    """The (n, n) torch bool mask of a Pattern, a numpy bool array or a torch bool tensor."""
+    import torch
+
+    if isinstance(pattern, patterns.Pattern):
+        return torch.from_numpy(pattern.mask(n)).to(device)
+    if isinstance(pattern, torch.Tensor):
+        if pattern.dtype != torch.bool:
+            raise TypeError(f"pattern must be a bool tensor (True = may attend), got dtype {pattern.dtype}")
+        mask = pattern
+    elif isinstance(pattern, np.ndarray):
+        mask = torch.from_numpy(bool_mask_arg("pattern", pattern))
+    else:
+        raise TypeError(
+            "pattern must be a Pattern, a numpy bool array or a torch bool tensor of shape (N, N), "
+            f"got {type(pattern).__name__}"
+        )
+    if tuple(mask.shape) != (n, n):
+        raise ValueError(f"pattern's mask must have shape (N, N) = {(n, n)}, got {tuple(mask.shape)}")
+    return mask.to(device)
+
+
+def dense_attention(q, k, v, pattern):
+    """Reference masked attention in torch: softmax(q k^T / sqrt(D), masked) v over all N x N pairs.
+
+    q, k: (B, H, N, D) or (N, D); v the same with its own last dimension. ``pattern`` is a
+    Pattern, a numpy bool array or a torch bool tensor of shape (N, N). Runs
+    ``torch.nn.functional.scaled_dot_product_attention`` with the boolean mask; rows with no
+    visible key give 0 (not NaN), and pass no gradient.
+    """
+    import torch.nn.functional as F
+
+    _check_qkv(q, k, v)
+    mask = _torch_mask(pattern, q.shape[-2], q.device)
+    has_key = mask.any(dim=-1, keepdim=True)  # (N, 1)
+    if bool(has_key.all()):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    # Give empty rows every key so the kernel never divides by zero, then zero those rows.
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key)
+    return out.masked_fill(~has_key, 0.0)
+
+
+BLOCK = 128  # queries per block in local_global_attention (timed in benchmarks/attention_scaling.py)
+
+
+def local_global_attention(q, k, v, window, sinks=0, global_tokens=0, causal=True):
+    """Attention over ``local_global_pattern(window, sinks, global_tokens, causal)`` in O(N) memory.
+
+    The queries are cut into blocks of ``BLOCK`` rows. A block [s, e) sees
+      - its local keys, one contiguous slice [lo, hi) of K and V: [s - window + 1, e) when causal,
+        [s - window, e + window) for a band (clipped to [0, N)), and
+      - the first P keys, which every query sees (P = sinks when causal, max(sinks, global_tokens)
+        otherwise), except those already inside [lo, hi), so no key is counted twice.
+    Each block is one call of scaled_dot_product_attention with a small (block x keys) mask made
+    from the positions, so the N x N matrix is never built: work and memory grow like N (W + P).
+    The rows of the global tokens (causal=False) see all N keys: one extra call with g x N scores.
+
+    q, k: (B, H, N, D) or (N, D) (any leading dimensions); v the same with its own last dimension.
+    Supports autograd; equals ``dense_attention(q, k, v, local_global_pattern(...))``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _check_qkv(q, k, v)
+    n = q.shape[-2]
+    window, sinks, global_tokens, causal = _check_local_global_args(
+        window, sinks, global_tokens, causal, n=n
+    )
+    prefix = sinks if causal else max(sinks, global_tokens)
+    before, after = (window - 1, 0) if causal else (window, window)
+
+    def visible(i, j):  # the pattern's predicate on positions, for rows that are not global tokens
+        if causal:
+            return (j <= i) & ((i - j < window) | (j < prefix))
+        return ((i - j).abs() <= window) | (j < prefix)
+
+    outs = []
+    if global_tokens:  # global rows attend to every key
+        outs.append(F.scaled_dot_product_attention(q[..., :global_tokens, :], k, v))
+    for s in range(global_tokens, n, BLOCK):
+        e = min(n, s + BLOCK)
+        lo, hi = max(0, s - before), min(n, e + after)
+        # keys: prefix keys left of the slice, prefix keys right of it (masked if causal), the slice
+        parts = [(0, min(prefix, lo)), (hi, max(prefix, hi)), (lo, hi)]
+        keys = torch.cat([k[..., a:b, :] for a, b in parts], dim=-2)
+        values = torch.cat([v[..., a:b, :] for a, b in parts], dim=-2)
+        j = torch.cat([torch.arange(a, b, device=q.device) for a, b in parts])
+        i = torch.arange(s, e, device=q.device)[:, None]
+        outs.append(F.scaled_dot_product_attention(q[..., s:e, :], keys, values, attn_mask=visible(i, j)))
+    return torch.cat(outs, dim=-2)
