@@ -138,11 +138,14 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
             page_errors = [m for m in nb.console if m.startswith("pageerror")]
             assert not page_errors, page_errors
         except BaseException:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"))
-            print("failure screenshot:", (ARTIFACTS / "failure.png").relative_to(REPO))
+            try:
+                page.screenshot(path=str(ARTIFACTS / "failure.png"), timeout=10_000)
+                shots.append(ARTIFACTS / "failure.png")
+            except Exception as exc:  # keep the original failure, not this one
+                print("no failure screenshot:", exc)
             print("JupyterLab log:", lab_server.log_path.relative_to(REPO))
             raise
         finally:
             context.close()
-    for shot in shots:
-        print("screenshot:", shot.relative_to(REPO))
+            for shot in shots:
+                print("screenshot:", shot.relative_to(REPO))

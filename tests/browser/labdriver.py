@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,7 +378,7 @@ class Explorer:
 
 
 def explorer_name(source: str, index: int) -> str:
-    """A readable name for a widget cell: the last `*_explorer(` call in it, else its index."""
+    """A readable name for a widget cell: the last call in its source (`mask_explorer()`)."""
     calls = re.findall(r"(\w+)\s*\(", source)
     return calls[-1] if calls else f"cell{index}"
 
