@@ -373,7 +373,7 @@ def compare_bool_mask(got, expected):
     return None
 
 
-def _compare_floats(got, expected, rtol=1e-5, atol=1e-6, nan_hint=None):
+def _compare_floats(got, expected, rtol=1e-4, atol=1e-5, nan_hint=None):
     if got is None:
         return "returned None", _NONE_HINT
     arr = _as_array(got)
