@@ -1,0 +1,212 @@
+"""Solutions pass every check, untouched exercises fail every check, and exercises/ is
+generated from solutions/ (never stale, committed clean)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from globattn_lite import exercise_tools
+from globattn_lite.checks import EXERCISE_SETS
+from globattn_lite.exercise_tools import BEGIN, END, MarkerError, build_exercise, exercise_source
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+EXERCISES = ROOT / "exercises"
+SETS = sorted(EXERCISE_SETS)
+
+
+def run_cells(path: Path) -> tuple[str, list[str]]:
+    """Execute a notebook's code cells in order in a fresh namespace, with the real check();
+    returns the printed text and the errors cells raised (a cell error does not stop the run)."""
+    nb = nbformat.read(path, as_version=4)
+    namespace: dict = {"__name__": "__main__"}
+    out, errors = io.StringIO(), []
+    with contextlib.redirect_stdout(out):
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                try:
+                    exec(compile(cell.source, f"{path.name} cell {index}", "exec"), namespace)
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(f"cell {index}: {type(exc).__name__}: {exc}")
+    return out.getvalue(), errors
+
+
+def verdicts(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^(\w+): (PASSED|FAILED)", text, flags=re.M))
+
+
+def test_every_exercise_set_has_a_solution_and_an_exercise():
+    assert sorted(p.stem for p in SOLUTIONS.glob("*.ipynb")) == SETS
+    assert sorted(p.stem for p in EXERCISES.glob("*.ipynb")) == SETS
+
+
+def test_exercises_are_not_stale():
+    problems = exercise_tools.stale_exercises(SOLUTIONS, EXERCISES)
+    assert problems == [], "\n".join(problems) + "\nrun: python -m globattn_lite.exercise_tools build"
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_exercise_notebooks_are_committed_clean(name):
+    nb = nbformat.read(EXERCISES / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert "widgets" not in nb.metadata
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+        assert BEGIN not in cell.source and END not in cell.source and "### HINT" not in cell.source
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_exercise_keeps_everything_but_the_solutions(name):
+    solution = nbformat.read(SOLUTIONS / f"{name}.ipynb", as_version=4)
+    exercise = nbformat.read(EXERCISES / f"{name}.ipynb", as_version=4)
+    assert [c.id for c in solution.cells] == [c.id for c in exercise.cells]
+    for sol, ex in zip(solution.cells, exercise.cells):
+        assert sol.cell_type == ex.cell_type
+        if BEGIN not in sol.source:
+            assert sol.source == ex.source  # prose, imports, check cells: identical
+    # the exercise imports only the course package's check
+    imports = {line for c in exercise.cells if c.cell_type == "code" for line in c.source.splitlines()
+               if line.startswith(("import ", "from "))}
+    assert imports <= {"import numpy as np", "from globattn_lite.checks import check"}
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_exercise_has_a_check_cell(name):
+    nb = nbformat.read(SOLUTIONS / f"{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for exercise in EXERCISE_SETS[name]:
+        assert f'check("{exercise}", {exercise});' in code, exercise
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_solution_passes_every_check(name):
+    text, errors = run_cells(SOLUTIONS / f"{name}.ipynb")
+    assert errors == []
+    assert verdicts(text) == {n: "PASSED" for n in EXERCISE_SETS[name]}, text
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_untouched_exercise_runs_and_fails_every_check(name):
+    text, errors = run_cells(EXERCISES / f"{name}.ipynb")
+    assert errors == []  # the stubs never crash the notebook: only the checks report
+    assert verdicts(text) == {n: "FAILED" for n in EXERCISE_SETS[name]}, text
+    assert "not implemented yet" in text or "not answered yet" in text
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_stub_hints_are_real(name):
+    nb = nbformat.read(EXERCISES / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for match in re.finditer(r"raise NotImplementedError\((.*?)\n?\s*\)$", cell.source, flags=re.S | re.M):
+            hint = eval(match.group(1).replace("\n", " "))  # adjacent string literals
+            assert len(hint.split()) >= 8, hint
+        for line in cell.source.splitlines():
+            if line.endswith("= None  # your answer"):
+                assert "# Hint: " in cell.source
+
+
+# ------------------------------------------------------------------------------------------
+# The generator
+# ------------------------------------------------------------------------------------------
+
+FUNCTION_CELL = '''def f(x):
+    """Doc."""
+    ### BEGIN SOLUTION
+    ### HINT: square it with "x * x".
+    return x * x
+    ### END SOLUTION
+
+check("f", f);'''
+
+
+def test_function_region_becomes_a_raise_with_the_hint():
+    out = exercise_source(FUNCTION_CELL)
+    assert out == '''def f(x):
+    """Doc."""
+    raise NotImplementedError('square it with "x * x".')
+
+check("f", f);'''
+    namespace = {}
+    exec(out.replace('check("f", f);', ""), namespace)
+    with pytest.raises(NotImplementedError, match="square it"):
+        namespace["f"](3)
+
+
+def test_top_level_region_becomes_none_answers():
+    source = "### BEGIN SOLUTION\n### HINT: count them.\nanswer = 4\nreason = (\n    'because'\n)\n### END SOLUTION"
+    out = exercise_source(source)
+    assert out == "# Hint: count them.\nanswer = None  # your answer\nreason = None  # your answer"
+
+
+def test_long_hints_wrap_into_valid_python():
+    hint = " ".join(["word"] * 60)
+    out = exercise_source(f"def g():\n    {BEGIN}\n    ### HINT: {hint}\n    pass\n    {END}")
+    namespace = {}
+    exec(out, namespace)
+    with pytest.raises(NotImplementedError) as info:
+        namespace["g"]()
+    assert str(info.value) == hint
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+@pytest.mark.parametrize("source,message", [
+    (f"{BEGIN}\nx = 1\n{END}", "HINT"),
+    (f"{BEGIN}\n### HINT: h\nx = 1\n", "without"),
+    (f"x = 1\n{END}", "without"),
+    (f"{BEGIN}\n{BEGIN}\n{END}", "inside another"),
+    (f"{BEGIN}\n### HINT: h\nprint(1)\n{END}", "only assign"),
+    (f"{BEGIN}\n### HINT: h\nx[0] = 1\n{END}", "only assign"),
+])
+def test_malformed_regions_are_errors(source, message):
+    with pytest.raises(MarkerError, match=message):
+        exercise_source(source)
+
+
+def test_build_strips_outputs_and_keeps_the_input_unchanged():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(FUNCTION_CELL, execution_count=3)
+    cell.outputs = [nbformat.v4.new_output("stream", text="f: PASSED\n")]
+    cell.metadata["execution"] = {"iopub.status.busy": "2024"}
+    nb.cells = [cell, nbformat.v4.new_markdown_cell("Prose $x^2$.")]
+    nb.metadata["widgets"] = {"state": {}}
+    exercise = build_exercise(nb)
+    assert exercise.cells[0].outputs == [] and exercise.cells[0].execution_count is None
+    assert "execution" not in exercise.cells[0].metadata and "widgets" not in exercise.metadata
+    assert exercise.cells[1].source == "Prose $x^2$."
+    assert nb.cells[0].execution_count == 3 and BEGIN in nb.cells[0].source  # input untouched
+    with pytest.raises(MarkerError, match="no"):
+        build_exercise(nbformat.v4.new_notebook())
+
+
+def test_check_and_build_commands(tmp_path):
+    solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
+    shutil.copytree(SOLUTIONS, solutions)
+    shutil.copytree(EXERCISES, exercises)
+    command = [sys.executable, "-m", "globattn_lite.exercise_tools"]
+    folders = ["--solutions", str(solutions), "--exercises", str(exercises)]
+    assert subprocess.run(command + ["check"] + folders, capture_output=True).returncode == 0
+
+    # edit a solution's prose: exercises/ is now stale, and build fixes it
+    nb = nbformat.read(solutions / "ex1_dense.ipynb", as_version=4)
+    nb.cells[0].source += "\n\nOne more sentence."
+    nbformat.write(nb, solutions / "ex1_dense.ipynb")
+    (exercises / "ex9_extra.ipynb").write_text("{}")
+    stale = subprocess.run(command + ["check"] + folders, capture_output=True, text=True)
+    assert stale.returncode == 1
+    assert "ex1_dense.ipynb: out of date" in stale.stdout and "ex9_extra.ipynb: has no solution" in stale.stdout
+    (exercises / "ex9_extra.ipynb").unlink()
+    built = subprocess.run(command + ["build"] + folders, capture_output=True, text=True)
+    assert built.returncode == 0 and "ex1_dense.ipynb" in built.stdout
+    assert subprocess.run(command + ["check"] + folders, capture_output=True).returncode == 0
