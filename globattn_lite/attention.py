@@ -101,7 +101,8 @@ def attention(q, k, v, mask=None):
         if isinstance(mask, patterns.Pattern):
             if n != m:
                 raise ValueError(
-                    f"mask is a Pattern, which needs as many queries as keys, got q {q.shape} and k {k.shape}"
+                    "mask is a Pattern, which needs as many queries as keys, "
+                    f"got q {q.shape} and k {k.shape}"
                 )
             mask = mask.mask(n)
         mask = np.asarray(mask)
@@ -189,10 +190,13 @@ def _check_qkv(q, k, v):
     if not q.device == k.device == v.device:
         raise ValueError(f"q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
     if k.shape != q.shape:
-        raise ValueError(f"k must have the same shape as q, got q {tuple(q.shape)} and k {tuple(k.shape)}")
+        raise ValueError(
+            f"k must have the same shape as q, got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
     if v.shape[:-1] != q.shape[:-1]:
         raise ValueError(
-            f"v must match q in every dimension but the last, got q {tuple(q.shape)} and v {tuple(v.shape)}"
+            "v must match q in every dimension but the last, "
+            f"got q {tuple(q.shape)} and v {tuple(v.shape)}"
         )
 
 
@@ -204,7 +208,9 @@ def _torch_mask(pattern, n: int, device):
         return torch.from_numpy(pattern.mask(n)).to(device)
     if isinstance(pattern, torch.Tensor):
         if pattern.dtype != torch.bool:
-            raise TypeError(f"pattern must be a bool tensor (True = may attend), got dtype {pattern.dtype}")
+            raise TypeError(
+                f"pattern must be a bool tensor (True = may attend), got dtype {pattern.dtype}"
+            )
         mask = pattern
     elif isinstance(pattern, np.ndarray):
         mask = torch.from_numpy(bool_mask_arg("pattern", pattern))
@@ -284,5 +290,6 @@ def local_global_attention(q, k, v, window, sinks=0, global_tokens=0, causal=Tru
         values = torch.cat([v[..., a:b, :] for a, b in parts], dim=-2)
         j = torch.cat([torch.arange(a, b, device=q.device) for a, b in parts])
         i = torch.arange(s, e, device=q.device)[:, None]
-        outs.append(F.scaled_dot_product_attention(q[..., s:e, :], keys, values, attn_mask=visible(i, j)))
+        mask = visible(i, j)  # (e - s, keys)
+        outs.append(F.scaled_dot_product_attention(q[..., s:e, :], keys, values, attn_mask=mask))
     return torch.cat(outs, dim=-2)

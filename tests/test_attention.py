@@ -230,7 +230,8 @@ def test_dense_attention_matches_handwritten_softmax(shape, kind):
 def test_dense_attention_causal_matches_sdpa_is_causal():
     q, k, v = qkv(2, 2, 33, 8, seed=6)
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    torch.testing.assert_close(dense_attention(q, k, v, patterns.causal()), expected, atol=1e-6, rtol=1e-5)
+    got = dense_attention(q, k, v, patterns.causal())
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
 def test_dense_attention_fully_masked_row_is_zero_with_finite_gradients():
@@ -240,7 +241,8 @@ def test_dense_attention_fully_masked_row_is_zero_with_finite_gradients():
     out = dense_attention(q, k, v, mask)
     assert (out[..., 3, :] == 0).all()
     keep = torch.from_numpy(mask.any(1))
-    torch.testing.assert_close(out[..., keep, :], handwritten(q, k, v, torch.from_numpy(mask))[..., keep, :])
+    expected = handwritten(q, k, v, torch.from_numpy(mask))
+    torch.testing.assert_close(out[..., keep, :], expected[..., keep, :])
     out.sum().backward()
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
     assert (q.grad[..., 3, :] == 0).all()
@@ -321,7 +323,8 @@ def test_local_global_attention_float64():
     q, k, v = qkv(1, 2, 70, 8, seed=10, dtype=torch.float64)
     out = local_global_attention(q, k, v, 9, sinks=4)
     assert out.dtype == torch.float64
-    torch.testing.assert_close(out, dense_attention(q, k, v, local_global_pattern(9, 4)), atol=1e-12, rtol=1e-12)
+    expected = dense_attention(q, k, v, local_global_pattern(9, 4))
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=1e-12)
 
 
 class LargestTensor(TorchFunctionMode):
@@ -366,12 +369,12 @@ def test_local_global_attention_never_builds_n_by_n(causal, sinks, global_tokens
         (dict(global_tokens=1), ValueError, "global_tokens must be 0 when causal=True"),
         (dict(global_tokens=11, causal=False), ValueError, "global_tokens must be between 0 and .* N=10"),
         (dict(causal=1), TypeError, "causal must be True or False"),
-        (dict(k=randn(1, 10, 6)), ValueError, r"k must have the same shape as q, got q \(1, 10, 4\) and k \(1, 10, 6\)"),
+        (dict(k=randn(1, 10, 6)), ValueError, r"same shape as q, got q \(1, 10, 4\) and k \(1, 10, 6\)"),
         (dict(v=randn(1, 9, 4)), ValueError, "v must match q in every dimension but the last"),
         (dict(v=randn(1, 10, 4, dtype=torch.float64)), TypeError, "q, k and v must share one dtype"),
         (dict(q=torch.ones(1, 10, 4, dtype=torch.int64)), TypeError, "q must be a floating-point tensor"),
         (dict(q=np.ones((1, 10, 4))), TypeError, "q must be a torch.Tensor, got ndarray"),
-        (dict(q=randn(4), k=randn(4), v=randn(4)), ValueError, r"q must have shape \(B, H, N, D\) or \(N, D\)"),
+        (dict(q=randn(4), k=randn(4), v=randn(4)), ValueError, r"q must have shape \(B, H, N, D\) or"),
     ],
 )
 def test_local_global_attention_rejects_bad_input(change, error, words):
