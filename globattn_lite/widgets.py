@@ -93,8 +93,11 @@ class Explorer(widgets.VBox):
 
     @property
     def values(self) -> dict:
-        """The controls' current values, ``{name: value}``."""
-        return {name: control.value for name, control in self.controls.items()}
+        """The controls' current values, ``{name: value}``, floats rounded to 9 decimals: a
+        browser's FloatSlider sends its value back with float noise when first shown
+        (1.0 -> 1.0000000000000002, 0.0 -> 8.9e-16), which must not change the figure."""
+        return {name: round(c.value, 9) if isinstance(c.value, float) else c.value
+                for name, c in self.controls.items()}
 
     def _on_change(self, change):
         self.refresh(change)
