@@ -40,6 +40,7 @@ modifies its arguments cannot change the expected values.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -450,7 +451,7 @@ class Spec:
     def describe(self, case: Case) -> str:
         def one(name, value):
             if isinstance(value, np.ndarray) and value.dtype == np.bool_ and value.ndim == 2:
-                return f"{name} ({value.shape[0]}x{value.shape[1]}, 1 = True)=\n{_fmt(value, 300)}"
+                return f"{name} ({value.shape[0]}x{value.shape[1]}, 1 = True):\n{_fmt(value, 300)}"
             return f"{name}={_fmt(value, 300)}"
 
         parts = [one(n, v) for n, v in zip(self.argnames, case.args)]
@@ -1408,6 +1409,34 @@ def specs() -> dict[str, Spec]:
 # --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _without_local_constants():
+    """Stop hypothesis from mixing constants of "local" modules into the random inputs.
+
+    Recent hypothesis versions sometimes draw integers found in the source code of modules
+    outside site-packages, and cache them in ``./.hypothesis/constants``. Which modules count
+    as local depends on how globattn_lite is installed and on what the learner imported, so
+    the same check could draw different inputs in a notebook, in the grader and in CI, and
+    it would leave a ``.hypothesis`` folder next to the learner's notebook. These are
+    hypothesis internals: if they move, the checks still work and only lose this guarantee
+    (tests/test_checks.py notices)."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+
+        original, cache = providers._get_local_constants, providers.CONSTANTS_CACHE.cache
+    except (ImportError, AttributeError):
+        yield
+        return
+    cache.clear()  # entries may hold local constants from an earlier hypothesis run
+    providers._get_local_constants = lambda: Constants()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.clear()
+
+
 class _Run:
     """State of one check run: counts, failures, time budget, whether to stop early."""
 
@@ -1514,7 +1543,8 @@ class _Run:
                 raise Mismatch()
 
         try:
-            prop()
+            with _without_local_constants():
+                prop()
         except _Abort:
             pass
         except KeyboardInterrupt:

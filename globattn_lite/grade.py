@@ -177,32 +177,32 @@ def strip_magics(source: str) -> str | None:
 
 
 def _notebook_sources(text: str) -> tuple[list[str], list[str]]:
+    """Code cell sources of a notebook: through nbformat (any version it knows), or read
+    leniently from the JSON when nbformat refuses a notebook whose cells are still readable."""
     import nbformat
 
-    notes = []
-    try:
-        nb = nbformat.reads(text, as_version=4, capture_validation_error={})
-        return [c.source for c in nb.cells if c.cell_type == "code"], notes
-    except Exception as exc:  # noqa: BLE001 - fall back to reading the JSON leniently
-        nb_error = f"{type(exc).__name__}: {exc}"
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise MalformedSubmission(f"not valid notebook JSON ({textwrap.shorten(str(exc), 120)})") from None
-    cells = data.get("cells") if isinstance(data, dict) else None
-    if not isinstance(cells, list):
-        raise MalformedSubmission(f"not a notebook ({textwrap.shorten(nb_error, 120)})")
+    if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
+        raise MalformedSubmission("not a notebook (no list of cells)")
+    if isinstance(data.get("nbformat"), int):
+        try:
+            nb = nbformat.reads(text, as_version=4, capture_validation_error={})
+            return [c.source for c in nb.cells if c.cell_type == "code"], []
+        except Exception:  # noqa: BLE001 - e.g. missing keys: try the lenient reading below
+            pass
     sources = []
-    for cell in cells:
+    for cell in data.get("cells") or []:
         if isinstance(cell, dict) and cell.get("cell_type") == "code":
             src = cell.get("source", "")
-            if isinstance(src, list) and all(isinstance(s, str) for s in src):
+            if isinstance(src, list) and all(isinstance(line, str) for line in src):
                 src = "".join(src)
             if not isinstance(src, str):
                 raise MalformedSubmission("a code cell's source is neither text nor a list of lines")
             sources.append(src)
-    notes.append("notebook failed validation; its code cells were read leniently")
-    return sources, notes
+    return sources, ["the notebook is not valid nbformat; its code cells were read leniently"]
 
 
 def load_cells(path: Path) -> tuple[list[str], list[str]]:

@@ -677,3 +677,37 @@ def test_references_agree_with_the_core_package():
     assert specs()["mistral_kv_bytes_per_token"].reference() == costs.PRESETS["Mistral-7B"].kv_bytes_per_token()
     quiz = patterns.causal() & (patterns.sliding_window(3) | patterns.sinks(1))
     assert specs()["kv_pairs_at_500"].reference() == quiz.kv_counts(1024)[499]
+
+
+RECORD_INPUTS = '''
+import json, sys
+sys.path.insert(0, ".")
+if sys.argv[1] == "with-local-module":
+    import many_constants  # a local module full of integer constants
+from globattn_lite import checks
+seen = []
+def spy(n, window):
+    seen.append([n, window])
+    return checks._ref_sliding_window_mask(n, window)
+checks.run_check("sliding_window_mask", spy)
+def spy_entries(policy, t, window=None, sinks=0):
+    seen.append([policy, t, window, sinks])
+    return checks._ref_kv_entries(policy, t, window, sinks)
+checks.run_check("kv_entries", spy_entries)
+print(json.dumps(seen))
+'''
+
+
+def test_random_inputs_do_not_depend_on_the_context(tmp_path):
+    """Same inputs whatever else is imported (hypothesis would otherwise mix in constants
+    from local modules), and no .hypothesis folder is written next to the notebook."""
+    import subprocess
+    import sys
+
+    (tmp_path / "many_constants.py").write_text("VALUES = [" + ", ".join(str(i) for i in range(1, 5000, 3)) + "]\n")
+    (tmp_path / "record.py").write_text(RECORD_INPUTS)
+    runs = [subprocess.run([sys.executable, "record.py", mode], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120) for mode in ("with-local-module", "plain")]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert not (tmp_path / ".hypothesis").exists()

@@ -1,0 +1,483 @@
+"""The batch grader: one run over a folder of good, wrong, crashing, looping, malformed,
+tampering, noisy and memory-hungry submissions gives the expected table; the submissions are
+never modified; the CSV is written atomically; instructor checks add to the shipped ones."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from globattn_lite import grade
+from globattn_lite.checks import EXERCISE_SETS, run_check, specs
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--cell-timeout", "1", "--call-timeout", "0.5", "--timeout", "40", "--memory-mb", "768"]
+
+WRONG_EX1 = '''
+import numpy as np
+
+def causal_mask(n):
+    return np.triu(np.ones((n, n), dtype=bool))          # upper triangle
+
+# %%
+def softmax(x):
+    e = np.exp(x)                                          # overflows
+    return e / e.sum(axis=-1, keepdims=True)
+
+# %%
+def attention(q, k, v, mask=None):
+    s = q @ k.T                                            # unscaled
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    w = np.exp(s - s.max(axis=-1, keepdims=True))
+    w = w / w.sum(axis=-1, keepdims=True)
+    return w @ v, w
+'''
+
+CRASHING_EX2 = '''
+import numpy as np
+
+def sliding_window_mask(n, window):
+    q, k = np.arange(n)[:, None], np.arange(n)[None, :]
+    return (k <= q) & (q - k < window)
+
+# %%
+raise RuntimeError("boom")
+
+# %%
+def attended_positions(mask, i):
+    raise ValueError("not today")
+
+kv_pairs_at_500 = 4
+'''
+
+EXITING_EX2 = '''
+import os
+kv_pairs_at_500 = 4
+
+def count_kv_pairs(mask):
+    os._exit(1)                                            # kills the process on every call
+'''
+
+LOOPING_EX3 = '''
+import numpy as np
+
+def local_global_mask(n, window, num_global):
+    q, k = np.arange(n)[:, None], np.arange(n)[None, :]
+    return (k <= q) & ((q - k < window) | (k < num_global))
+
+# %%
+while True:                                                # a cell that never ends
+    pass
+
+# %%
+def longformer_mask(n, radius, global_positions):
+    q, k = np.arange(n)[:, None], np.arange(n)[None, :]
+    g = np.zeros(n, dtype=bool)
+    g[list(global_positions)] = True
+    return (np.abs(q - k) <= radius) | g[q] | g[k]
+
+def receptive_field(mask, layers):
+    while True:                                            # swallows the time-limit signal
+        try:
+            while True:
+                pass
+        except BaseException:
+            pass
+
+def min_layers(mask, src, dst):
+    while True:
+        pass
+'''
+
+NOISY_EX4 = '''
+import numpy as np
+print("x" * 30_000_000)
+for i in range(100_000):
+    print(i, "lots of output")
+
+def softmax_with_sink(scores, sink_logit):
+    m = max(scores.max(), sink_logit)
+    e = np.exp(scores - m)
+    print(e)
+    return e / (np.exp(sink_logit - m) + e.sum())
+
+def entropy(weights):
+    w = weights[weights > 0]
+    return float(-(w * np.log(w)).sum())
+
+def evict(scores, keep):
+    s = np.where(keep, scores, -np.inf)
+    e = np.exp(s - s.max())
+    return e / e.sum()
+'''
+
+MEMORY_BOMB_EX5 = '''
+hog = []
+while True:                                                # grows until the memory limit
+    hog.append(bytearray(50_000_000))
+
+# %%
+def kv_cache_bytes(layers, kv_heads, head_dim, tokens, batch=1, bytes_per_element=2):
+    return 2 * layers * kv_heads * head_dim * tokens * batch * bytes_per_element
+
+def max_sequences(budget_bytes, layers, kv_heads, head_dim, tokens, bytes_per_element=2):
+    waste = bytearray(10**11)
+    return 0
+
+legal_contracts_choice = "B"
+'''
+
+TAMPER_FUNCTIONS = '''
+import numpy as np
+
+def causal_mask(n):
+    return np.zeros((n, n), dtype=bool)
+
+def softmax(x):
+    return x
+
+class Liar:
+    def __eq__(self, other):
+        return True
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("no")
+
+def attention(q, k, v, mask=None):
+    return Liar(), Liar()
+'''
+
+TAMPERING_EX1 = '''
+import sys
+import numpy as np
+import builtins
+import globattn_lite.checks as stand_in
+stand_in.run_check = lambda *a, **k: None
+sys.modules.pop("globattn_lite.checks", None)
+import globattn_lite.checks as real                        # the real module, in the sandbox
+real.run_check = real.check = lambda *a, **k: print("PASSED")
+def check(name, fn):
+    print(name + ": PASSED (5 of 5 checks).")
+np.array_equal = np.allclose = lambda *a, **k: True
+np.testing.assert_allclose = lambda *a, **k: None
+open("scores.csv", "w").write("submission,total\\nme,1\\n")
+''' + TAMPER_FUNCTIONS + '''
+check("causal_mask", causal_mask)
+'''
+
+BREAKING_EX1 = '''
+import builtins
+import numpy as np
+def causal_mask(n):
+    return np.tril(np.ones((n, n), dtype=bool))
+builtins.isinstance = lambda *a: True                      # breaks everything in its process
+'''
+
+
+def _notebook(source: str, fake_output: str | None = None):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(source, execution_count=1)
+    if fake_output:
+        cell.outputs = [nbformat.v4.new_output("stream", text=fake_output)]
+    nb.cells = [cell]
+    nb.metadata["grade"] = {"causal_mask": 1.0, "softmax": 1.0, "attention": 1.0}
+    return nbformat.writes(nb)
+
+
+def _functions(source: str) -> dict:
+    namespace: dict = {}
+    exec(compile(source, "<fixture>", "exec"), namespace)
+    return namespace
+
+
+def _honest(source: str, name: str) -> float:
+    """The score the genuine checks give the fixture's function, run right here."""
+    return run_check(name, _functions(source)[name]).score
+
+
+def _sha(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _read(path: Path) -> dict[str, dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["submission"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("grading")
+    subs = base / "subs"
+    files = {
+        "alice/ex1_dense.ipynb": (ROOT / "solutions" / "ex1_dense.ipynb").read_text(encoding="utf-8"),
+        "bob/ex1_dense.py": WRONG_EX1,
+        "carol/ex2_sparse.py": CRASHING_EX2,
+        "carol/ex2_sparse_exit.py": EXITING_EX2,
+        "dan/ex3_global.py": LOOPING_EX3,
+        "erin/ex1_dense.ipynb": '{"cells": [{"cell_type": "code", "source": "x = 1"',
+        "frank/ex1_dense.ipynb": _notebook(TAMPERING_EX1, fake_output="causal_mask: PASSED (5 of 5 checks).\n"),
+        "frank/ex1_dense_broken.py": BREAKING_EX1,
+        "gina/ex4_softmax.py": NOISY_EX4,
+        "hank/ex5_costs.py": MEMORY_BOMB_EX5,
+        "hank/helper.py": "print('not a submission')\n",
+        "ivan/ex2_sparse.ipynb": (ROOT / "exercises" / "ex2_sparse.ipynb").read_text(encoding="utf-8"),
+    }
+    for name, text in files.items():
+        (subs / name).parent.mkdir(parents=True, exist_ok=True)
+        (subs / name).write_text(text, encoding="utf-8")
+    before = _sha(subs)
+    out = base / "scores.csv"
+    out.write_text("an older table\n")
+    proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "subs", "--out", "scores.csv",
+                           "--jobs", "2", *FAST], cwd=base, capture_output=True, text=True, timeout=300)
+    return {"proc": proc, "rows": _read(out), "base": base, "subs": subs, "before": before,
+            "header": out.read_text(encoding="utf-8").splitlines()[0].split(",")}
+
+
+def _row(graded, name):
+    return graded["rows"][str(Path("subs") / name)]
+
+
+@pytest.mark.slow
+def test_grading_writes_one_row_per_submission(graded):
+    assert graded["proc"].returncode == 0, graded["proc"].stderr
+    assert "skipped subs/hank/helper.py" in graded["proc"].stderr
+    assert len(graded["rows"]) == 11
+    names = [n for s in EXERCISE_SETS for n in EXERCISE_SETS[s]]
+    assert graded["header"] == ["submission", "exercise_set", "status", *names, "total", "reasons"]
+
+
+@pytest.mark.slow
+def test_correct_submission_scores_full_marks(graded):
+    row = _row(graded, "alice/ex1_dense.ipynb")
+    assert (row["status"], row["causal_mask"], row["softmax"], row["attention"], row["total"]) == \
+        ("graded", "1", "1", "1", "1")
+    assert row["reasons"] == "" and row["sliding_window_mask"] == ""  # other sets' columns stay empty
+
+
+@pytest.mark.slow
+def test_wrong_submission_gets_the_same_scores_and_hints_as_the_notebook_check(graded):
+    row = _row(graded, "bob/ex1_dense.py")
+    assert row["status"] == "graded"
+    for name in ("causal_mask", "softmax", "attention"):
+        expected = _honest(WRONG_EX1, name)
+        assert 0 < expected < 1
+        assert float(row[name]) == pytest.approx(expected, abs=1e-3)
+    assert "upper instead of lower triangle" in row["reasons"]
+    assert "softmax overflow" in row["reasons"] and "unscaled" in row["reasons"]
+
+
+@pytest.mark.slow
+def test_crashing_cells_and_functions(graded):
+    row = _row(graded, "carol/ex2_sparse.py")
+    assert row["status"] == "graded"
+    assert (row["sliding_window_mask"], row["attended_positions"], row["count_kv_pairs"], row["kv_pairs_at_500"]) \
+        == ("1", "0", "0", "1")
+    assert "cell 2, line 1: RuntimeError: boom" in row["reasons"]
+    assert "raised ValueError: not today" in row["reasons"] and "count_kv_pairs: not defined" in row["reasons"]
+    exiting = _row(graded, "carol/ex2_sparse_exit.py")
+    assert exiting["status"] == "crashed" and exiting["count_kv_pairs"] == "0"
+    assert "exited with code 1" in exiting["reasons"]
+
+
+@pytest.mark.slow
+def test_looping_cells_and_functions_time_out(graded):
+    row = _row(graded, "dan/ex3_global.py")
+    assert row["status"] == "graded"
+    assert (row["local_global_mask"], row["longformer_mask"], row["receptive_field"], row["min_layers"]) == \
+        ("1", "1", "0", "0")
+    assert "cell 2: timed out after 1 s" in row["reasons"]
+    assert "receptive_field: timed out after 0.5 s" in row["reasons"]
+
+
+@pytest.mark.slow
+def test_malformed_notebook_gets_a_row_with_the_reason(graded):
+    row = _row(graded, "erin/ex1_dense.ipynb")
+    assert row["status"] == "malformed" and row["total"] == "0" and row["causal_mask"] == "0"
+    assert "not valid notebook JSON" in row["reasons"]
+
+
+@pytest.mark.slow
+def test_tampering_changes_nothing(graded):
+    row = _row(graded, "frank/ex1_dense.ipynb")
+    assert row["status"] == "graded"
+    for name in ("causal_mask", "softmax", "attention"):
+        honest = run_check(name, _functions(TAMPER_FUNCTIONS)[name]).score
+        assert honest < 1 and float(row[name]) == pytest.approx(honest, abs=1e-3)
+    assert row["attention"] == "0"
+    broken = _row(graded, "frank/ex1_dense_broken.py")
+    assert broken["causal_mask"] == "0" and broken["total"] == "0"  # the cell that broke Python never counts
+
+
+@pytest.mark.slow
+def test_huge_prints_and_memory_bombs_are_survived(graded):
+    noisy = _row(graded, "gina/ex4_softmax.py")
+    assert (noisy["status"], noisy["softmax_with_sink"], noisy["entropy"], noisy["evict"]) == ("graded", "1", "1", "1")
+    bomb = _row(graded, "hank/ex5_costs.py")
+    assert bomb["status"] == "graded"
+    assert "cell 1, line 4: MemoryError" in bomb["reasons"]
+    assert bomb["kv_cache_bytes"] == "1" and bomb["legal_contracts_choice"] == "1"
+    assert bomb["max_sequences"] == "0" and "MemoryError" in bomb["reasons"].split("max_sequences:")[1]
+    assert bomb["kv_entries"] == "0" and "kv_entries: not defined" in bomb["reasons"]
+
+
+@pytest.mark.slow
+def test_untouched_exercise_scores_zero(graded):
+    row = _row(graded, "ivan/ex2_sparse.ipynb")
+    assert row["status"] == "graded" and row["total"] == "0"
+    assert "not implemented yet" in row["reasons"] and "not answered yet" in row["reasons"]
+
+
+@pytest.mark.slow
+def test_submissions_are_never_modified_and_the_csv_is_replaced_whole(graded):
+    assert _sha(graded["subs"]) == graded["before"]  # same files, same bytes, nothing added
+    leftovers = [p.name for p in graded["base"].iterdir() if p.name not in ("subs", "scores.csv")]
+    assert leftovers == []
+
+
+# ------------------------------------------------------------------------------------------
+# Instructor checks
+# ------------------------------------------------------------------------------------------
+
+INSTRUCTOR = '''
+EXERCISE_SET = "ex1_dense"
+
+def check_causal_mask(causal_mask):
+    m = causal_mask(300)
+    return [] if m[299, 0] and not m[0, 299] else ["wrong at n = 300"]
+
+def check_softmax(softmax):
+    return ["the instructor wants float32 output"]
+
+def check_double(double):
+    return double(21) == 42
+'''
+
+
+@pytest.mark.slow
+def test_instructor_checks_add_to_the_shipped_ones(tmp_path):
+    tests = tmp_path / "private"
+    tests.mkdir()
+    (tests / "extra_checks.py").write_text(INSTRUCTOR)
+    solution = (ROOT / "solutions" / "ex1_dense.ipynb").read_text(encoding="utf-8")
+    nb = nbformat.reads(solution, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("def double(x):\n    return 2 * x"))
+    (tmp_path / "ex1_dense.ipynb").write_text(nbformat.writes(nb), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "ex1_dense.ipynb", "--out", "s.csv",
+                           "--tests", "private", *FAST], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    row = _read(tmp_path / "s.csv")["ex1_dense.ipynb"]
+    spec = specs()["softmax"]
+    shipped_softmax = len(spec.cases) + len(spec.properties)
+    assert row["causal_mask"] == "1" and row["double"] == "1"
+    assert float(row["softmax"]) == pytest.approx(shipped_softmax / (shipped_softmax + 1), abs=1e-3)
+    assert "instructor check extra_checks.py:check_softmax: the instructor wants float32" in row["reasons"]
+
+
+def test_bad_instructor_checks_are_a_usage_error(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "bad.py").write_text("def check_unknown_thing(f):\n    return []\n")
+    (tmp_path / "ex1_dense.py").write_text("x = 1\n")
+    proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "ex1_dense.py", "--out", "s.csv",
+                           "--tests", "t"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "EXERCISE_SET" in proc.stderr
+    assert not (tmp_path / "s.csv").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# Pieces
+# ------------------------------------------------------------------------------------------
+
+
+def test_csv_is_written_atomically(tmp_path, monkeypatch):
+    out = tmp_path / "scores.csv"
+    out.write_text("old table\n")
+    header = ["submission", "causal_mask", "total"]
+    grade.write_csv_atomic(out, header, [{"submission": "a.py", "causal_mask": 0.5, "total": 1 / 3}])
+    assert out.read_text().splitlines() == ["submission,causal_mask,total", "a.py,0.5,0.3333"]
+
+    class Boom:
+        def __str__(self):
+            raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(grade, "_cell_text", lambda value: str(value))
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        grade.write_csv_atomic(out, header, [{"submission": "b.py"}, {"submission": Boom()}])
+    assert out.read_text().splitlines()[1] == "a.py,0.5,0.3333"  # the old table is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # and no temporary file is left
+
+
+def test_wire_format_round_trip_and_refusals():
+    value = (np.arange(6, dtype=np.int32).reshape(2, 3), [True, None, "s", 1.5, float("inf")],
+             {"k": np.float32(2.5)}, {1, 2}, np.bool_(True), np.zeros((0, 3), dtype=bool))
+    back = grade.decode(grade.encode(value))
+    assert back[0].dtype == np.int32 and (back[0] == value[0]).all()
+    assert back[1] == [True, None, "s", 1.5, float("inf")]
+    assert back[2]["k"] == np.float32(2.5) and type(back[2]["k"]) is np.float32
+    assert back[3] == {1, 2} and type(back[4]) is np.bool_ and back[5].shape == (0, 3)
+    assert isinstance(grade.decode(grade.encode(object())), grade.Opaque)
+    assert isinstance(grade.decode(grade.encode(np.array(["a"]))), grade.Opaque)
+    assert isinstance(grade.decode(grade.encode(np.zeros(grade.MAX_ELEMENTS + 1))), grade.Opaque)
+    nested = []
+    for _ in range(100):
+        nested = [nested]
+    assert "nested too deeply" in repr(grade.decode(grade.encode(nested)))
+    for bad in ({"__nd__": ["|O", [1], [None]]}, {"__nd__": ["<f8", [2], [1.0]]}, {"__evil__": 1}, {"a": 1, "b": 2}):
+        with pytest.raises((grade.ProtocolError, ValueError, TypeError)):
+            grade.decode(bad)
+
+
+def test_magics_are_stripped():
+    assert grade.strip_magics("%%timeit\nx = 1") is None
+    source = "%matplotlib inline\nif True:\n    !pip install x\nx = 1"
+    assert grade.strip_magics(source) == textwrap.dedent("""\
+        pass  # IPython magic removed by the grader
+        if True:
+            pass  # IPython magic removed by the grader
+        x = 1""")
+
+
+def test_cells_of_py_files_and_lenient_notebooks(tmp_path):
+    py = tmp_path / "ex1_dense.py"
+    py.write_text("a = 1\n# %%\nb = 2\n# %% [markdown]\n")
+    assert grade.load_cells(py)[0] == ["a = 1", "b = 2", ""]
+    nb = tmp_path / "ex1_dense.ipynb"
+    nb.write_text('{"cells": [{"cell_type": "code", "source": ["x = 1\\n", "y = 2"]}, '
+                  '{"cell_type": "markdown", "source": "hi"}]}')
+    cells, notes = grade.load_cells(nb)
+    assert cells == ["x = 1\ny = 2"] and "leniently" in notes[0]
+    (tmp_path / "bad.ipynb").write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(grade.MalformedSubmission, match="UTF-8"):
+        grade.load_cells(tmp_path / "bad.ipynb")
+
+
+def test_files_are_matched_to_exercise_sets_by_name(tmp_path):
+    assert grade.exercise_set_for(Path("alice/ex1_dense.ipynb")) == "ex1_dense"
+    assert grade.exercise_set_for(Path("ex5_costs_bob.py")) == "ex5_costs"
+    assert grade.exercise_set_for(Path("EX2_SPARSE-v2.ipynb")) == "ex2_sparse"
+    assert grade.exercise_set_for(Path("ex1_densest.py")) is None
+    assert grade.exercise_set_for(Path("notes.py")) is None
+    (tmp_path / "notes.py").write_text("x = 1\n")
+    header, rows = grade.grade([tmp_path / "notes.py"])  # named explicitly: a row saying why
+    assert rows[0]["status"] == "unknown set" and "matches no exercise set" in rows[0]["reasons"]
+    assert header == ["submission", "exercise_set", "status", "total", "reasons"]
+
+
+def test_command_line_usage_errors(tmp_path):
+    run = [sys.executable, "-m", "globattn_lite.grade"]
+    missing = subprocess.run(run + ["nope.ipynb", "--out", "s.csv"], cwd=tmp_path, capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = subprocess.run(run + ["empty", "--out", "s.csv"], cwd=tmp_path, capture_output=True, text=True)
+    assert empty.returncode == 2 and "no submissions" in empty.stderr
+    shutil.rmtree(tmp_path / "empty")
