@@ -20,6 +20,15 @@ from globattn_lite.tiny import TinyConfig, TinyTransformer
 ACC_TOL, PPL_RTOL, MASS_TOL = 0.02, 0.01, 0.01
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """On a shared 2-core machine two torch threads ran these evaluations ~9x slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_train_runs_and_lowers_the_loss():
     task = LongRangeRetrieval(n=16, fact_start=0, fact_stop=4)
     torch.manual_seed(0)
