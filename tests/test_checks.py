@@ -429,6 +429,7 @@ def test_typical_mistakes_fail_with_the_right_hint(name, impl, phrase):
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.slow
 def test_every_catalogued_hint_is_reachable(name):
     """Each mistake in the checks' own catalogue is caught, with its own hint."""
     spec = specs()[name]
@@ -698,6 +699,7 @@ print(json.dumps(seen))
 '''
 
 
+@pytest.mark.slow
 def test_random_inputs_do_not_depend_on_the_context(tmp_path):
     """Same inputs whatever else is imported (hypothesis would otherwise mix in constants
     from local modules), and no .hypothesis folder is written next to the notebook."""

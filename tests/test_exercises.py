@@ -190,6 +190,7 @@ def test_build_strips_outputs_and_keeps_the_input_unchanged():
         build_exercise(nbformat.v4.new_notebook())
 
 
+@pytest.mark.slow
 def test_check_and_build_commands(tmp_path):
     solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
     shutil.copytree(SOLUTIONS, solutions)
