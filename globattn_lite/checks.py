@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import numbers
 import signal
@@ -248,8 +249,11 @@ def _invoke(candidate, args: tuple, kwargs: dict, timeout: float) -> Outcome:
     args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
     if isinstance(candidate, IsolatedCandidate):
         return candidate.invoke(args, kwargs, timeout)
-    # overflow warnings etc. from the learner's code: the verdict reports the outcome instead
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
+    # the learner's debug prints and overflow warnings would flood the cell (a check makes
+    # about a hundred calls): discard them, the verdict reports what matters
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), np.errstate(all="ignore"), \
+            contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         warnings.simplefilter("ignore")
         if _alarm_available():
             return _call_with_alarm(candidate, args, kwargs, timeout)

@@ -162,11 +162,19 @@ def discover(paths) -> tuple[list[Path], list[str]]:
     return files, notes
 
 
+PYTHON_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")  # their body is Python: run it once
+
+
 def strip_magics(source: str) -> str | None:
-    """Drop IPython syntax the sandbox cannot run: None for a ``%%`` cell magic, else the
-    source with ``%line`` and ``!shell`` lines replaced by ``pass`` (keeps indentation)."""
-    if source.lstrip().startswith("%%"):
-        return None
+    """Drop IPython syntax the sandbox cannot run: None for a non-Python ``%%`` cell magic
+    (``%%bash``, ``%%html``...), else the source with ``%line`` and ``!shell`` lines replaced
+    by ``pass`` (keeps indentation); ``%%time``/``%%timeit``/``%%capture`` lose only that line."""
+    stripped_source = source.lstrip()
+    if stripped_source.startswith("%%"):
+        first, _, rest = stripped_source.partition("\n")
+        if first.split()[0] not in PYTHON_CELL_MAGICS:
+            return None
+        source = rest
     lines = []
     for line in source.split("\n"):
         stripped = line.lstrip()

@@ -618,6 +618,16 @@ def test_inputs_are_copied_before_each_call():
     assert run_check("softmax", softmax_in_place).ok
 
 
+def test_the_learners_prints_are_hidden_during_a_check(capsys):
+    def chatty(weights):
+        print("debugging", weights)
+        return entropy_loops(weights)
+
+    result = check("entropy", chatty)
+    out = capsys.readouterr().out
+    assert result.ok and "debugging" not in out and out.count("\n") == 1
+
+
 def test_check_prints_and_returns_the_result(capsys):
     result = check("entropy", entropy_loops)
     assert result.ok and result.score == 1.0

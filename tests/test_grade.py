@@ -438,7 +438,8 @@ def test_wire_format_round_trip_and_refusals():
 
 
 def test_magics_are_stripped():
-    assert grade.strip_magics("%%timeit\nx = 1") is None
+    assert grade.strip_magics("%%bash\nls") is None
+    assert grade.strip_magics("%%time\ndef f():\n    return 1") == "def f():\n    return 1"
     source = "%matplotlib inline\nif True:\n    !pip install x\nx = 1"
     assert grade.strip_magics(source) == textwrap.dedent("""\
         pass  # IPython magic removed by the grader
