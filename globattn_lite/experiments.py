@@ -2,7 +2,7 @@
 
     python -m globattn_lite.experiments long_range   # 1. window vs global tokens on long-range retrieval
     python -m globattn_lite.experiments streaming    # 2. StreamingLLM at toy scale: sinks and KV eviction
-    python -m globattn_lite.experiments memory       # 3. k facts through g global tokens
+    python -m globattn_lite.experiments memory       # 3. k facts through g global tokens (NOT shipped, see MEMORY)
     (add --quick for a few-step smoke run written to a temporary folder)
 
 Training writes ``checkpoints/<name>.pt`` (float16 state dicts) and ``checkpoints/<name>.json``
@@ -139,8 +139,12 @@ LONG_RANGE = {
     "radius": 7,  # bidirectional band radius r
     "sinks": 2,
     "batch": 32,
-    "steps": 1000,  # budget per variant; a variant stops early once it scores >= 99% on a check batch
-    "lr": 2e-3,
+    # Budget per variant; a variant stops early once it scores >= 99% on a check batch. With seed 0
+    # the global-token variant sits at chance for ~1,300 steps, then jumps (to 66% by step 3,000).
+    # The jump is fragile at this scale: in probes with the same data, lr 2e-3 (1,600 steps), a
+    # cosine schedule, or 2 or 4 global tokens had not left chance within 2,600-3,000 steps.
+    "steps": 3000,
+    "lr": 5e-3,
     "test_size": 1024,
 }
 
@@ -390,6 +394,11 @@ def evaluate_streaming(checkpoint_dir=None, models=None) -> dict:
 
 # ---------------------------------------------------------------- 3. many facts through g global tokens
 
+# Status: NOT shipped. In the runs behind this config (seed 0, lr 2e-3 x 1,000 steps and lr 5e-3 x
+# 2,500 steps) no model with g >= 1 left chance (loss stayed at ln 8 = 2.08): learning to route a fact
+# through a global token takes two attention hops, and that plateau outlasted our CPU budget (in
+# experiment 1 a single fact needed ~1,400 steps to start). There is no checkpoint, so
+# evaluate_memory() raises FileNotFoundError; the code stays so the negative result can be reproduced.
 MEMORY = {
     "task": dict(n=64, n_keys=16, n_values=8, n_filler=16, margin=16),
     "model": dict(n_layer=2, n_head=4, d_model=64, positions="learned"),
@@ -397,8 +406,8 @@ MEMORY = {
     "globals": [0, 1, 2, 4],
     "ks": [1, 2, 4, 8],
     "batch": 32,
-    "steps": 1000,
-    "lr": 2e-3,
+    "steps": 2500,
+    "lr": 5e-3,  # as in experiment 1: at 2e-3 no global-token model left chance within 1,000 steps
     "test_size": 512,  # per k
 }
 

@@ -127,13 +127,11 @@ def test_shipped_streaming_reproduces():
             np.testing.assert_allclose(per_layer, recorded[model]["attention_mass"][what], atol=MASS_TOL)
 
 
-@pytest.mark.slow
-def test_shipped_memory_reproduces():
-    recorded = _shipped("memory")["results"]
-    got = E.evaluate_memory()
-    np.testing.assert_allclose(got["accuracy"], recorded["accuracy"], atol=ACC_TOL)
-    assert got["pairs_per_layer"] == recorded["pairs_per_layer"]
-    assert got["kv_entries"] == recorded["kv_entries"]
+def test_memory_is_not_shipped_and_says_how_to_train_it():
+    # experiment 3 did not leave chance within our budget, so no checkpoint ships (see experiments.MEMORY)
+    assert not (E.CHECKPOINT_DIR / "memory.pt").exists()
+    with pytest.raises(FileNotFoundError, match="experiments memory"):
+        E.evaluate_memory()
 
 
 def test_shipped_checkpoints_are_small():
