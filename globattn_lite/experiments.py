@@ -250,7 +250,7 @@ STREAMING = {
     "train_stream": (64, 8192),  # (streams, length) the 64-token training windows are cropped from
     "test_streams": 4,
     "test_len": 512,
-    "cache": 64,  # KV entries kept by the eviction policies (prepended sink token included)
+    "caches": [64, 16],  # KV entries kept by the eviction policies (prepended sink token included)
     "stream_sinks": 4,  # first tokens kept by "sinks + recent" for the model without a sink token
 }
 
@@ -294,7 +294,7 @@ def train_streaming(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True, 
         "training": train_log,
         "results": evaluate_streaming(models=models),
         "measured": "perplexity exp(mean NLL) of tokens 1..511 of 4 test streams (seed 10000) under each "
-        "cache policy; 'dense within training length' predicts tokens inside independent 64-token chunks; "
+        "cache policy (caches of 64 and 16 entries, positions renumbered inside the cache); 'dense within training length' predicts tokens inside independent 64-token chunks; "
         "attention mass = mean weight (over heads, and queries 4..63 of 64-token test windows) on key 0 "
         "(the sink token for the sink model, the first real token otherwise) and on the first 4 keys",
         "quick": quick,
@@ -371,20 +371,22 @@ def evaluate_streaming(checkpoint_dir=None, models=None) -> dict:
     out = {
         "floor_ppl": round(math.exp(src.entropy_rate()), 4),
         "true_model_ppl": round(float(np.exp(src.nll(ids_np).mean())), 4),
-        "cache": c["cache"],
+        "caches": list(c["caches"]),
         "test_len": c["test_len"],
         "train_len": L,
     }
     for name, model in models.items():
         g = model.cfg.n_global
-        sink_policy = f"sink token + {c['cache'] - g} recent" if g else f"{c['stream_sinks']} sinks + {c['cache'] - c['stream_sinks']} recent"
         policies = {
             f"dense within training length ({L})": _lm_nll(model, chunks),
             f"dense over the whole stream ({c['test_len']})": stream_nll(model, ids, "dense"),
-            f"window (last {c['cache']})": stream_nll(model, ids, "window", c["cache"]),
-            sink_policy: stream_nll(model, ids, "sinks", c["cache"], sinks=g or c["stream_sinks"]),
-            f"recompute (last {c['cache']})": stream_nll(model, ids, "recompute", c["cache"]),
         }
+        for C in c["caches"]:
+            S = g or c["stream_sinks"]  # kept first entries: the sink token, or the first 4 stream tokens
+            kept = f"sink token + {C - g} recent" if g else f"{S} sinks + {C - S} recent"
+            policies[f"window (last {C})"] = stream_nll(model, ids, "window", C)
+            policies[kept] = stream_nll(model, ids, "sinks", C, sinks=S)
+            policies[f"recompute (last {C})"] = stream_nll(model, ids, "recompute", C)
         out[name] = {
             "ppl": {k: round(float(v.mean().exp()), 4) for k, v in policies.items()},
             "attention_mass": attention_mass(model, chunks[:16]),
