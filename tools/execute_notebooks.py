@@ -11,7 +11,8 @@ directory (``--cwd`` overrides it, e.g. when a test executes a temporary copy).
 Committed notebooks carry no widget state: nbclient is told not to store it and any
 ``metadata.widgets`` is removed, because GitHub refuses to render notebooks whose widget
 metadata lacks its state, and live widgets need a kernel anyway (each explorer's output also
-holds a static PNG). Cell timing metadata is not recorded, so re-executing gives small diffs.
+holds a static PNG). Cell timing metadata is not recorded and consecutive stream outputs are
+merged, so re-executing gives small diffs.
 
 Exit status: 0 when every notebook ran without an error, 1 otherwise (the error is printed).
 """
@@ -64,6 +65,7 @@ def execute(path: Path, *, timeout: int = 300, cwd: Path | None = None, write: b
         resources={"metadata": {"path": str(workdir)}},
         store_widget_state=False,
         record_timing=False,
+        coalesce_streams=True,  # one stdout output per cell, however the kernel chunked it
     )
     start = time.perf_counter()
     client.execute()
