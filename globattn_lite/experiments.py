@@ -294,7 +294,8 @@ def train_streaming(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True, 
         "training": train_log,
         "results": evaluate_streaming(models=models),
         "measured": "perplexity exp(mean NLL) of tokens 1..511 of 4 test streams (seed 10000) under each "
-        "cache policy (caches of 64 and 16 entries, positions renumbered inside the cache); 'dense within training length' predicts tokens inside independent 64-token chunks; "
+        "cache policy (caches of 64 and 16 entries, positions renumbered inside the cache); "
+        "'dense within training length' predicts tokens inside independent 64-token chunks; "
         "attention mass = mean weight (over heads, and queries 4..63 of 64-token test windows) on key 0 "
         "(the sink token for the sink model, the first real token otherwise) and on the first 4 keys",
         "quick": quick,
@@ -511,9 +512,11 @@ def results_table(name, results=None) -> str:
         for m in models:
             lines += [f"**{m}**", "", "| policy | perplexity |", "|---|---|"]
             lines += [f"| {p} | {v:.3f} |" for p, v in r[m]["ppl"].items()]
-            lines += ["", "| attention mass (per layer) | " + " | ".join(f"layer {i}" for i in range(len(r[m]["attention_mass"]["key 0"]))) + " |",
-                      "|---|" + "---|" * len(r[m]["attention_mass"]["key 0"])]
-            lines += [f"| {w} | " + " | ".join(f"{x:.3f}" for x in v) + " |" for w, v in r[m]["attention_mass"].items()]
+            mass = r[m]["attention_mass"]
+            layers = len(mass["key 0"])
+            lines += ["", "| attention mass (per layer) | " + " | ".join(f"layer {i}" for i in range(layers)) + " |"]
+            lines += ["|---|" + "---|" * layers]
+            lines += [f"| {w} | " + " | ".join(f"{x:.3f}" for x in v) + " |" for w, v in mass.items()]
             lines.append("")
     else:
         lines = ["| g | " + " | ".join(f"k={k}" for k in r["ks"]) + " | pairs per layer | KV entries |",

@@ -115,3 +115,20 @@ def test_a_few_training_steps_lower_the_loss():
         opt.step()
         losses.append(loss.item())
     assert np.isfinite(losses).all() and losses[-1] < losses[0] - 0.5
+
+
+@pytest.mark.parametrize(
+    "pattern", [P.full(), P.causal(), P.band(2) | P.global_tokens(2), P.causal() & (P.sliding_window(3) | P.sinks(1))]
+)
+def test_attention_layer_equals_the_package_reference(pattern):
+    from globattn_lite.attention import dense_attention
+
+    torch.manual_seed(0)
+    attn = make().blocks[0].attn
+    x = torch.randn(2, 14, 64)
+    q, k, v = attn.split(x)
+    ours, _ = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=False)
+    manual, _ = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=True)
+    ref = dense_attention(q, k, v, pattern)
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(manual, ref, atol=1e-6, rtol=1e-5)
