@@ -402,6 +402,10 @@ def evaluate_streaming(checkpoint_dir=None, models=None) -> dict:
 # through a global token takes two attention hops, and that plateau outlasted our CPU budget (in
 # experiment 1 a single fact needed ~1,400 steps to start). There is no checkpoint, so
 # evaluate_memory() raises FileNotFoundError; the code stays so the negative result can be reproduced.
+# A throw-away probe (not in this module) that warm-started from the long_range global-token model
+# (same vocabulary with n_keys=16, n_values=16, n_filler=32, band r=7) did learn: g=1 gave 59/37/25/11%
+# for k=1/2/4/8 (chance 6.25%) after 1,000 steps, but g=2 and g=4 were no better (66/43/27/12% and
+# 62/41/24/12% after 1,500): the g axis showed no capacity effect, so nothing of it is shipped.
 MEMORY = {
     "task": dict(n=64, n_keys=16, n_values=8, n_filler=16, margin=16),
     "model": dict(n_layer=2, n_head=4, d_model=64, positions="learned"),
