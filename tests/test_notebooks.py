@@ -50,10 +50,53 @@ def _assert_widget_fallbacks(nb, name):
             assert "image/png" in data, f"{name}: the explorer in cell {index} has no image/png fallback"
 
 
+# Cells whose outputs measure the machine or the run (timings, the environment check) carry this
+# tag; every other cell must show exactly what a fresh run of the committed code shows, so a
+# notebook committed with stale numbers fails.
+MEASURED_TAG = "measured"
+TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
+
+
+def _text_outputs(nb):
+    """{cell index: [text of each output]} for untagged code cells (images are left out: font
+    rendering differs between machines; widget views are left out: their model ids are random)."""
+    texts = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or MEASURED_TAG in cell.metadata.get("tags", []):
+            continue
+        found = []
+        for output in cell.outputs:
+            if output.output_type == "stream":
+                found.append(f"{output.name}: {output.text}")
+            elif output.output_type in ("execute_result", "display_data"):
+                data = output.get("data", {})
+                if WIDGET_MIME in data:
+                    continue
+                found.extend(f"{mime}: {data[mime]}" for mime in TEXT_MIMES if mime in data)
+            elif output.output_type == "error":
+                found.append(f"error: {output.ename}: {output.evalue}")
+        texts[index] = found
+    return texts
+
+
+def _assert_same_outputs(committed, executed, name):
+    old, new = _text_outputs(committed), _text_outputs(executed)
+    for index in old:
+        assert old[index] == new.get(index), (
+            f"{name}: cell {index} shows something else than a fresh run of the committed code.\n"
+            f"committed: {old[index]!r}\nfresh run: {new.get(index)!r}\n"
+            f"Re-execute it with tools/execute_notebooks.py; if the cell shows a measurement that "
+            f"varies from run to run (a timing), tag the cell {MEASURED_TAG!r}."
+        )
+
+
 def test_lesson_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
     for expected in ("00_start_here.ipynb", "01_dense_attention.ipynb",
-                     "02_sparse_attention.ipynb", "03_sliding_window.ipynb"):
+                     "02_sparse_attention.ipynb", "03_sliding_window.ipynb",
+                     "04_global_tokens.ipynb", "05_softmax_smoothing_and_sinks.ipynb",
+                     "06_global_memory_tradeoffs.ipynb", "07_kv_cache_and_cost.ipynb",
+                     "08_design_studio.ipynb"):
         assert expected in names
 
 
@@ -84,6 +127,7 @@ def test_notebook_executes(path, tmp_path):
     tool.execute(copy, timeout=170, cwd=path.parent, write=True)  # raises on any cell error
 
     executed = nbformat.read(copy, as_version=4)
+    _assert_same_outputs(nbformat.read(path, as_version=4), executed, path.name)
     _assert_no_widget_state(executed, path.name)
     _assert_widget_fallbacks(executed, path.name)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before, "the committed notebook was modified"
