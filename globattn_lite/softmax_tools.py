@@ -57,7 +57,7 @@ def _scores_arg(name: str, scores) -> np.ndarray:
 
 
 def _sink_arg(sink_logit, batch_shape: tuple) -> np.ndarray:
-    """The sink logit as a float64 array broadcastable to ``batch_shape + (1,)``.
+    """The sink logit as a float64 array that broadcasts to ``batch_shape + (1,)``.
 
     A scalar is shared by every row; an array (e.g. one logit per head, gpt-oss style)
     must broadcast against the scores' leading axes ``batch_shape``.
@@ -74,12 +74,14 @@ def _sink_arg(sink_logit, batch_shape: tuple) -> np.ndarray:
     if not np.isfinite(sink).all():
         raise ValueError("sink_logit must be finite")
     try:
-        np.broadcast_shapes(sink.shape, batch_shape)
+        fits = np.broadcast_shapes(sink.shape, batch_shape) == batch_shape
     except ValueError:
+        fits = False
+    if not fits:  # a sink may not add axes: the result keeps the shape of scores
         raise ValueError(
-            f"sink_logit of shape {sink.shape} does not broadcast against the scores' leading "
+            f"sink_logit of shape {sink.shape} does not broadcast to the scores' leading "
             f"axes {batch_shape}: pass a scalar or one logit per row (e.g. per head)"
-        ) from None
+        )
     return sink[..., None]
 
 
@@ -140,7 +142,7 @@ def entropy(weights, axis=-1):
     if (arr < 0).any():
         raise ValueError(f"weights must be non-negative, got a minimum of {arr.min()}")
     safe = np.where(arr > 0, arr, 1.0)  # ln 1 = 0, so zero weights add nothing
-    out = -(arr * np.log(safe)).sum(axis=axis)
+    out = 0.0 - (arr * np.log(safe)).sum(axis=axis)  # 0.0 - x, not -x: one-hot gives 0.0, not -0.0
     return float(out) if np.ndim(out) == 0 else out
 
 

@@ -140,6 +140,8 @@ def test_entropy_of_uniform_is_log_n(n):
 
 def test_entropy_ignores_zeros_and_is_zero_for_one_hot():
     assert entropy(np.array([0.0, 1.0, 0.0])) == 0.0
+    assert math.copysign(1.0, entropy(np.array([1.0]))) == 1.0  # 0.0, not -0.0 (prints "-0.000")
+    assert (np.signbit(entropy(np.eye(3))) == False).all()  # noqa: E712
     assert entropy(np.array([0.5, 0.0, 0.5, 0.0])) == pytest.approx(math.log(2))
 
 
@@ -256,6 +258,9 @@ def test_keep_all_false_is_a_clear_error():
         (lambda: softmax_with_sink(np.zeros(3), True), TypeError, "sink_logit"),
         (lambda: softmax_with_sink(np.zeros(3), "0"), TypeError, "sink_logit"),
         (lambda: sink_weight(np.zeros((2, 3)), np.zeros(5)), ValueError, "sink_logit"),
+        # one query's scores with one logit per head would silently grow an axis
+        (lambda: softmax_with_sink(np.zeros(4), np.zeros(3)), ValueError, "sink_logit"),
+        (lambda: sink_weight(np.zeros((2, 4)), np.zeros((3, 1))), ValueError, "sink_logit"),
         (lambda: entropy(np.array([0.5, -0.1, 0.6])), ValueError, "non-negative"),
         (lambda: entropy(np.array([0.5, np.nan])), ValueError, "weights"),
         (lambda: entropy(np.array([0.5, 0.5]), axis=1), ValueError, "axis"),
