@@ -54,6 +54,8 @@ def softmax(x, axis=-1) -> np.ndarray:
     """
     x = _real_array("x", x, min_ndim=1)
     axis = int_arg("axis", axis, minimum=-x.ndim, maximum=x.ndim - 1)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x must have at least one entry along axis {axis}, got shape {x.shape}")
     if np.isnan(x).any() or np.isposinf(x).any():
         raise ValueError("x must not contain NaN or +inf (use -inf to mask an entry)")
     top = np.max(x, axis=axis, keepdims=True)
@@ -82,6 +84,10 @@ def attention(q, k, v, mask=None):
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"q and k must have the same last dimension d, got q {q.shape} and k {k.shape}"
+        )
+    if q.shape[-1] == 0 or k.shape[-2] == 0:
+        raise ValueError(
+            f"q and k need a key dimension d >= 1 and k at least one key, got q {q.shape} and k {k.shape}"
         )
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(

@@ -85,6 +85,7 @@ def test_softmax_of_ints_is_float():
         (3.0, -1, ValueError, "at least 1 dimension"),
         ([1.0, 2.0], 1, ValueError, "axis must be <= 0"),
         ([1.0, 2.0], 0.5, TypeError, "axis"),
+        (np.zeros((2, 0)), -1, ValueError, "x must have at least one entry along axis -1"),
     ],
 )
 def test_softmax_rejects_bad_input(x, axis, error, words):
@@ -153,6 +154,8 @@ def test_attention_fully_masked_row_gives_zero_weights_and_zero_output():
         (((4, 3), (4, 3), (4, 3)), np.ones((4, 5), bool), ValueError, r"mask must broadcast .* \(4, 5\)"),
         (((4, 3), (4, 3), (4, 3)), np.ones((4, 4)), TypeError, "mask must be a boolean array"),
         (((4, 3), (5, 3), (5, 3)), patterns.causal(), ValueError, "as many queries as keys"),
+        (((4, 0), (4, 0), (4, 3)), None, ValueError, r"d >= 1 .* q \(4, 0\)"),
+        (((4, 3), (0, 3), (0, 3)), None, ValueError, r"at least one key, .* k \(0, 3\)"),
     ],
 )
 def test_attention_rejects_bad_shapes(shapes, mask, error, words):
