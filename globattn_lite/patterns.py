@@ -60,7 +60,8 @@ _CHUNK_PAIRS = 1 << 22
 
 
 def _is_numpy(x) -> bool:
-    return isinstance(x, (np.ndarray, np.generic, numbers.Integral))
+    """Index arrays for numpy: arrays, numpy or Python ints, and (nested) lists or tuples of them."""
+    return isinstance(x, (np.ndarray, np.generic, numbers.Integral, list, tuple))
 
 
 class _Table:

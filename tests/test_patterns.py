@@ -224,6 +224,7 @@ def test_call_broadcasts_numpy_and_torch():
     assert out.shape == (3, 5) and out.dtype == bool and out.flags.writeable
     assert (out == (k < 2)).all()
     assert p(4, 1) and not p(0, 3)
+    assert P.causal()([[0], [3]], [0, 2]).tolist() == [[True, False], [True, True]]  # lists work too
     t = p(torch.arange(3)[:, None], torch.arange(5)[None, :])
     assert t.dtype == torch.bool and tuple(t.shape) == (3, 5)
     assert (t.numpy() == out).all()
