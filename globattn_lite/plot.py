@@ -91,6 +91,11 @@ class CourseFigure(Figure):
         return figure_png(self)
 
 
+def _root_figure(ax):
+    """The top-level Figure holding ``ax`` (also inside a SubFigure). ``ax.figure.figure``
+    works on every matplotlib >= 3.7; ``ax.get_figure(root=True)`` needs 3.10."""
+    return ax.figure.figure
+
 
 def _figure_and_axes(ax, figsize=None):
     """(figure, axes, own): a new standalone Figure with one Axes (own=True), or the Figure of ``ax``."""
@@ -99,7 +104,7 @@ def _figure_and_axes(ax, figsize=None):
         return fig, fig.add_subplot(), True
     if not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
-    return ax.get_figure(root=True), ax, False
+    return _root_figure(ax), ax, False
 
 
 def _fit(fig, own, colorbar=False, **extra):
@@ -366,7 +371,7 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
     x = np.arange(n)
     width = 0.8 / len(series)
     for i, (label, w) in enumerate(series):
-        stats = f"H = {softmax_tools.entropy(w) + 0.0:.3f} nats, max {w.max():.3f}"  # + 0.0: no "-0.000"
+        stats = f"H = {softmax_tools.entropy(w):.3f} nats, max {w.max():.3f}"
         ax.bar(x + (i - (len(series) - 1) / 2) * width, w, width, label=f"{label}: {stats}",
                color=OKABE_ITO[i + 1])
     if len(evicted):
@@ -455,7 +460,7 @@ def _viridis_colours(count):
 # --------------------------------------------------------------------------- KV cache
 
 
-POLICIES = ("dense", "window", "sinks")
+POLICIES = costs.POLICIES  # ("dense", "window", "sinks"): the eviction policies drawn by default
 ALL_POLICIES = POLICIES + ("native",)
 DEFAULT_WINDOW = 4096  # Mistral-7B's sliding window; used when the preset has none
 
@@ -617,7 +622,7 @@ def plot_scaling(table, ax=None):
         if not (isinstance(pair, Sequence) and len(pair) == 2 and all(isinstance(a, Axes) for a in pair)):
             raise TypeError("ax must be None or a pair of matplotlib Axes (time, memory)")
         ax_time, ax_mem = pair
-        fig, own = ax_time.get_figure(root=True), False
+        fig, own = _root_figure(ax_time), False
     methods = list(dict.fromkeys(row["method"] for row in rows))
     markers = "osD^vP*X"
     any_memory = False

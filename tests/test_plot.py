@@ -138,6 +138,13 @@ def test_plot_mask_bigbird_and_given_axes():
     assert title_numbers(ax.get_title())[1] == pattern.num_pairs(128)
 
 
+def test_given_axes_inside_a_subfigure_return_the_root_figure():
+    fig = Figure()
+    left, right = fig.subfigures(1, 2)
+    assert plot.plot_mask(P.causal(), 4, ax=left.add_subplot()) is fig
+    assert plot.plot_scaling({"n": [8], "method": ["x"], "seconds": [1e-3]}, ax=right.subplots(1, 2)) is fig
+
+
 @pytest.mark.parametrize(
     "args, error",
     [
