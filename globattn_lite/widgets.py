@@ -51,7 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GIB = 2**30
 _DESCRIPTION = {"description_width": "120px"}
 _WIDE = widgets.Layout(width="98%")
 
@@ -145,15 +144,19 @@ class Explorer(widgets.VBox):
         return bundle
 
 
-def _slider(description, value, minimum, maximum, step=1, continuous=False, tooltip=None):
+def _slider(description, value, minimum, maximum, step=1, continuous=False):
     return widgets.IntSlider(value=value, min=minimum, max=maximum, step=step, description=description,
-                             continuous_update=continuous, style=_DESCRIPTION, layout=_WIDE,
-                             tooltip=tooltip)
+                             continuous_update=continuous, style=_DESCRIPTION, layout=_WIDE)
 
 
-def _float_slider(description, value, minimum, maximum, step, tooltip=None):
+def _float_slider(description, name, value, minimum, maximum, step, strictly_positive=False):
+    """A FloatSlider for argument ``name``; a start value outside [minimum, maximum] raises
+    (the slider would silently clamp it, and the figure would not show what was asked)."""
+    value = float_arg(name, value, strictly_positive=strictly_positive)
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be between {minimum:g} and {maximum:g} (the slider's range), got {value:g}")
     return widgets.FloatSlider(value=value, min=minimum, max=maximum, step=step, description=description,
-                               continuous_update=True, style=_DESCRIPTION, layout=_WIDE, tooltip=tooltip)
+                               continuous_update=True, style=_DESCRIPTION, layout=_WIDE)
 
 
 def _dropdown(description, options, value):
@@ -254,7 +257,7 @@ def explorer_scores(keys, temperature=1.0, boost=3.0, seed=0):
     """
     keys = int_arg("keys", keys, minimum=1, maximum=MAX_KEYS)
     temperature = float_arg("temperature", temperature, strictly_positive=True)
-    z = np.random.default_rng(seed).normal(size=MAX_KEYS)[:keys]
+    z = np.random.default_rng(int_arg("seed", seed, minimum=0)).normal(size=MAX_KEYS)[:keys]
     z[0] += float_arg("boost", boost)
     return z / temperature
 
@@ -269,14 +272,14 @@ def softmax_explorer(keys=12, temperature=1.0, sink_logit=0.0, use_sink=True, ev
     keys = int_arg("keys", keys, minimum=1, maximum=MAX_KEYS)
     controls = {
         "keys": _slider("keys", keys, 1, MAX_KEYS, continuous=True),
-        "temperature": _float_slider("temperature", float_arg("temperature", temperature, strictly_positive=True),
-                                     0.1, 5.0, 0.1),
+        "temperature": _float_slider("temperature", "temperature", temperature, 0.1, 5.0, 0.1,
+                                     strictly_positive=True),
         "use_sink": widgets.Checkbox(value=bool(use_sink), description="add a sink", style=_DESCRIPTION,
                                      layout=_WIDE),
-        "sink_logit": _float_slider("sink logit b", float_arg("sink_logit", sink_logit), -5.0, 10.0, 0.5),
+        "sink_logit": _float_slider("sink logit b", "sink_logit", sink_logit, -5.0, 10.0, 0.5),
         "evict": _slider("evict first", int_arg("evict", evict, minimum=0, maximum=keys), 0, keys,
                          continuous=True),
-        "boost": _float_slider("key 0 boost", float_arg("boost", boost), 0.0, 8.0, 0.5),
+        "boost": _float_slider("key 0 boost", "boost", boost, 0.0, 8.0, 0.5),
     }
 
     def sync(c, change):
@@ -356,7 +359,7 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
     preset = choice_arg("preset", preset, costs.PRESETS)
     if tokens not in dict(TOKEN_CHOICES).values():
         raise ValueError(f"tokens must be one of {[v for _, v in TOKEN_CHOICES]}, got {tokens!r}")
-    if bytes_per_element not in (4, 2, 1):
+    if int_arg("bytes_per_element", bytes_per_element) not in (4, 2, 1):
         raise ValueError(f"bytes_per_element must be 4, 2 or 1, got {bytes_per_element!r}")
     policy = choice_arg("policy", policy, POLICY_CHOICES)
     if window is None:
@@ -371,8 +374,7 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
         "window": _slider("window W", int_arg("window", window, minimum=256, maximum=32768), 256, 32768,
                           step=256),
         "sinks": _slider("sinks S", int_arg("sinks", sinks, minimum=0, maximum=64), 0, 64),
-        "budget": _float_slider("budget (GiB)", float_arg("budget_gib", budget_gib, strictly_positive=True),
-                                1.0, 160.0, 1.0),
+        "budget": _float_slider("budget (GiB)", "budget_gib", budget_gib, 1.0, 160.0, 1.0),
     }
 
     def sync(c, change):
@@ -385,6 +387,6 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
     def draw(v):
         return plot.plot_kv_budget(v["preset"], v["tokens"], policies=POLICY_CHOICES[v["policy"]],
                                    window=v["window"], sinks=v["sinks"], batch=v["batch"],
-                                   bytes_per_element=v["dtype"], budget_bytes=v["budget"] * GIB)
+                                   bytes_per_element=v["dtype"], budget_bytes=v["budget"] * plot.GIB)
 
     return Explorer("KV-budget explorer", controls, draw, sync)

@@ -171,6 +171,23 @@ def test_mask_explorer_rejects_bad_arguments():
         W.mask_explorer(n=0)
 
 
+@pytest.mark.parametrize(
+    "call, error, words",
+    [  # a float slider would silently clamp these, and the figure would not show what was asked
+        (lambda: W.softmax_explorer(temperature=10.0), ValueError, "temperature must be between 0.1 and 5"),
+        (lambda: W.softmax_explorer(sink_logit=-20), ValueError, "sink_logit must be between -5 and 10"),
+        (lambda: W.softmax_explorer(boost=9.0), ValueError, "boost must be between 0 and 8"),
+        (lambda: W.kv_budget_explorer(budget_gib=500), ValueError, "budget_gib must be between 1 and 160"),
+        (lambda: W.kv_budget_explorer(bytes_per_element=True), TypeError, "bytes_per_element"),
+        (lambda: W.explorer_scores(4, seed="a"), TypeError, "seed"),
+        (lambda: W.explorer_scores(4, seed=-1), ValueError, "seed"),
+    ],
+)
+def test_explorers_reject_values_their_controls_cannot_show(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
 # --------------------------------------------------------------------------- softmax explorer
 
 
