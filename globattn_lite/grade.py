@@ -72,7 +72,8 @@ user and can read or write anything you can (including other submissions or the 
 table) and start processes that leave the process group. Grade untrusted classes inside a
 container or as a separate user. On Windows there is no SIGALRM and no ``resource``
 module: time limits are enforced only by killing the sandbox from outside, and there is no
-memory limit.
+memory limit. macOS refuses an address-space limit, so there a memory bomb is stopped only by
+the time limits.
 """
 
 from __future__ import annotations
@@ -372,6 +373,9 @@ def _call_with_alarm(seconds: float, fn):
 
 
 def _apply_limits(limits: dict) -> None:
+    """Cap the sandbox's resources (POSIX ``resource``). Windows has no ``resource`` module and
+    macOS refuses some limits (setrlimit(RLIMIT_AS) raises ValueError there): a limit the
+    system refuses is skipped, so the sandbox still starts and the time limits still hold."""
     try:
         import resource
     except ImportError:  # Windows
@@ -379,10 +383,13 @@ def _apply_limits(limits: dict) -> None:
     mb = 2**20
 
     def cap(kind, value):  # soft = hard, so the submission cannot raise it again
-        hard = resource.getrlimit(kind)[1]
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(kind, (value, value))
+        try:
+            hard = resource.getrlimit(kind)[1]
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(kind, (value, value))
+        except (ValueError, OSError):
+            pass
 
     cap(resource.RLIMIT_AS, int(limits["memory_mb"]) * mb)
     cap(resource.RLIMIT_CPU, int(limits["cpu_seconds"]))

@@ -482,3 +482,22 @@ def test_command_line_usage_errors(tmp_path):
     empty = subprocess.run(run + ["empty", "--out", "s.csv"], cwd=tmp_path, capture_output=True, text=True)
     assert empty.returncode == 2 and "no submissions" in empty.stderr
     shutil.rmtree(tmp_path / "empty")
+
+
+def test_sandbox_limits_the_system_refuses_are_skipped(monkeypatch):
+    """macOS raises ValueError for setrlimit(RLIMIT_AS, ...): the sandbox must still start."""
+    import types
+
+    applied = {}
+
+    def setrlimit(kind, value):
+        if kind == "AS":
+            raise ValueError("current limit exceeds maximum limit")
+        applied[kind] = value
+
+    fake = types.SimpleNamespace(RLIMIT_AS="AS", RLIMIT_CPU="CPU", RLIMIT_FSIZE="FSIZE", RLIMIT_CORE="CORE",
+                                 RLIM_INFINITY=-1, getrlimit=lambda kind: (-1, -1), setrlimit=setrlimit)
+    monkeypatch.setitem(sys.modules, "resource", fake)
+    monkeypatch.setattr(grade.signal, "signal", lambda *args: None)  # leave this process's SIGXFSZ alone
+    grade._apply_limits({"memory_mb": 512, "cpu_seconds": 30})
+    assert applied == {"CPU": (30, 30), "FSIZE": (64 * 2**20, 64 * 2**20), "CORE": (0, 0)}
