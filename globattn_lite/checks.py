@@ -55,6 +55,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from globattn_lite._validate import float_arg
+
 DEFAULT_TIMEOUT = 2.0  # seconds per call of the learner's function
 DEFAULT_BUDGET = 30.0  # seconds per check in total
 MAX_EXAMPLES = 40  # random inputs per property
@@ -1563,10 +1565,21 @@ class _Run:
             self.record(label, None)
 
 
+def _check_args(name, timeout, budget) -> tuple[str, float, float]:
+    """Validate the caller's arguments (a bad one is not the candidate's fault, so it raises)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be the exercise name as a string, e.g. check('causal_mask', causal_mask), "
+                        f"got {type(name).__name__}")
+    return (name, float_arg("timeout", timeout, strictly_positive=True),
+            float_arg("budget", budget, strictly_positive=True))
+
+
 def run_check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT,
               budget: float = DEFAULT_BUDGET) -> CheckResult:
     """Run every check for exercise ``name`` on ``candidate`` (a function, or the answer value)
-    and return a :class:`CheckResult`. Never raises because of the candidate."""
+    and return a :class:`CheckResult`. Never raises because of the candidate; a bad ``name``,
+    ``timeout`` or ``budget`` (seconds, > 0) raises TypeError or ValueError."""
+    name, timeout, budget = _check_args(name, timeout, budget)
     all_specs = specs()
     if name not in all_specs:
         close = [n for n in all_specs if n.split("_")[0] in name or name in n]
@@ -1636,6 +1649,7 @@ def check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT,
     kv_pairs_at_500)`` for an answer. End the line with ``;`` in a notebook to avoid also
     seeing the returned result's short repr.
     """
+    _check_args(name, timeout, budget)  # raises here, not as "the check itself failed"
     try:
         result = run_check(name, candidate, timeout=timeout, budget=budget)
     except KeyboardInterrupt:

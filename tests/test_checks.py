@@ -723,3 +723,20 @@ def test_random_inputs_do_not_depend_on_the_context(tmp_path):
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
     assert runs[0].stdout == runs[1].stdout
     assert not (tmp_path / ".hypothesis").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [  # the caller's mistakes, not the learner's function's: they raise, naming the argument
+        ({"timeout": 0}, ValueError, "timeout must be > 0"),  # setitimer(0) would switch the limit off
+        ({"timeout": -1}, ValueError, "timeout must be > 0"),
+        ({"timeout": "2"}, TypeError, "timeout"),
+        ({"budget": float("nan")}, ValueError, "budget must be finite"),
+        ({"name": ["causal_mask"]}, TypeError, "name must be the exercise name as a string"),
+    ],
+)
+def test_bad_check_arguments_raise_naming_the_argument(kwargs, error, words, capsys):
+    name = kwargs.pop("name", "causal_mask")
+    for fn in (run_check, check):
+        with pytest.raises(error, match=words):
+            fn(name, causal_tril, **kwargs)
