@@ -1015,6 +1015,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
+    for option, value in (("--cell-timeout", args.cell_timeout), ("--call-timeout", args.call_timeout),
+                          ("--timeout", args.timeout), ("--memory-mb", args.memory_mb)):
+        if not value > 0:  # also rejects nan
+            parser.error(f"{option} must be > 0, got {value}")
     if args.tests is not None and not args.tests.is_dir():
         parser.error(f"--tests {args.tests}: not a folder")
     if not args.out.parent.is_dir():
