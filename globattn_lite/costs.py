@@ -119,6 +119,9 @@ class ModelPreset:
     local_layers: int = 0
 
     def __post_init__(self):
+        for field in ("name", "layer_pattern", "source"):
+            if not isinstance(getattr(self, field), str):
+                raise TypeError(f"{field} must be a string, got {getattr(self, field)!r}")
         for field in ("layers", "heads", "kv_heads", "head_dim"):
             int_arg(field, getattr(self, field), minimum=1)
         if self.heads % self.kv_heads:
@@ -177,9 +180,8 @@ class ModelPreset:
         "window", "sinks").
         """
         entries = int(self.kv_entries_per_layer(tokens, policy, window, sinks).sum())
-        batch = int_arg("batch", batch, minimum=1)
-        bytes_per_element = int_arg("bytes_per_element", bytes_per_element, minimum=1)
-        return 2 * self.kv_heads * self.head_dim * bytes_per_element * batch * entries
+        # the entries are already summed over the layers: count them as tokens of one layer
+        return kv_cache_bytes(1, self.kv_heads, self.head_dim, entries, batch, bytes_per_element)
 
     def _local_layer_flags(self) -> np.ndarray:
         """Which layers use the sliding window: all of them, none, or (Gemma 2) every even index."""

@@ -139,6 +139,10 @@ def test_preset_batch_scales_linearly():
 
 
 def test_preset_validation():
+    with pytest.raises(TypeError, match="name must be a string"):
+        ModelPreset(7, 2, 4, 4, 8, None, "", "")
+    with pytest.raises(TypeError, match="source must be a string"):
+        ModelPreset("x", 2, 4, 4, 8, None, "", None)
     with pytest.raises(ValueError, match="kv_heads"):
         ModelPreset("x", 2, 6, 4, 8, None, "", "")
     with pytest.raises(ValueError, match="sliding_window"):
