@@ -83,6 +83,8 @@ def _stub(region: list[str], indent: str, where: str) -> list[str]:
 
 def exercise_source(source: str, where: str = "cell") -> str:
     """Replace every marked solution region of one code cell by its stub."""
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a code cell's text (str), got {type(source).__name__}")
     out: list[str] = []
     region: list[str] | None = None
     indent = ""
@@ -116,6 +118,8 @@ def count_regions(nb) -> int:
 
 def build_exercise(solution_nb, name: str = "notebook"):
     """The exercise notebook for a solution notebook (a new object; the input is unchanged)."""
+    if not isinstance(solution_nb, nbformat.NotebookNode):
+        raise TypeError(f"solution_nb must be a notebook read with nbformat (version 4), got {type(solution_nb).__name__}")
     nb = copy.deepcopy(solution_nb)
     if count_regions(nb) == 0:
         raise MarkerError(f"{name}: no '{BEGIN}' regions: is this a solution notebook?")
@@ -141,7 +145,7 @@ def render(nb) -> str:
 def expected_exercises(solutions: Path) -> dict[str, str]:
     """File name -> exercise notebook text, for every solution notebook."""
     result = {}
-    for path in sorted(solutions.glob("*.ipynb")):
+    for path in sorted(Path(solutions).glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         result[path.name] = render(build_exercise(nb, path.name))
     return result
@@ -149,6 +153,7 @@ def expected_exercises(solutions: Path) -> dict[str, str]:
 
 def stale_exercises(solutions: Path, exercises: Path) -> list[str]:
     """Problems that make ``exercises/`` differ from what ``build`` would write ([] if none)."""
+    solutions, exercises = Path(solutions), Path(exercises)
     problems = []
     expected = expected_exercises(solutions)
     for name, text in expected.items():
@@ -165,6 +170,7 @@ def stale_exercises(solutions: Path, exercises: Path) -> list[str]:
 
 def build(solutions: Path, exercises: Path) -> list[Path]:
     """Write the exercise notebooks; returns the files that changed."""
+    exercises = Path(exercises)
     exercises.mkdir(parents=True, exist_ok=True)
     changed = []
     for name, text in expected_exercises(solutions).items():

@@ -211,3 +211,11 @@ def test_check_and_build_commands(tmp_path):
     built = subprocess.run(command + ["build"] + folders, capture_output=True, text=True)
     assert built.returncode == 0 and "ex1_dense.ipynb" in built.stdout
     assert subprocess.run(command + ["check"] + folders, capture_output=True).returncode == 0
+
+
+def test_bad_arguments_and_string_paths():
+    with pytest.raises(TypeError, match="source must be"):
+        exercise_source(None)
+    with pytest.raises(TypeError, match="solution_nb must be"):
+        build_exercise({"cells": []})
+    assert exercise_tools.stale_exercises(str(SOLUTIONS), str(EXERCISES)) == []  # str paths work too
