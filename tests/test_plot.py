@@ -146,20 +146,20 @@ def test_given_axes_inside_a_subfigure_return_the_root_figure():
 
 
 @pytest.mark.parametrize(
-    "args, error",
+    "args, error, words",
     [
-        ((QUIZ,), ValueError),  # Pattern without n
-        ((QUIZ, 0), ValueError),
-        ((QUIZ, 8.0), TypeError),
-        ((np.ones((3, 3), dtype=bool), 4), ValueError),  # n disagrees with the mask
-        ((np.ones((3, 3)), None), TypeError),  # not boolean
-        ((np.ones((3, 4), dtype=bool), None), ValueError),  # not square
-        (("causal", 8), TypeError),
-        ((P.global_tokens(9), 8), ValueError),  # more global tokens than positions
+        ((QUIZ,), ValueError, 'n \\(the sequence length'),  # Pattern without n
+        ((QUIZ, 0), ValueError, 'n must be >= 1'),
+        ((QUIZ, 8.0), TypeError, 'n must be a whole number'),
+        ((np.ones((3, 3), dtype=bool), 4), ValueError, "n must match the mask's size 3"),  # n disagrees with the mask
+        ((np.ones((3, 3)), None), TypeError, 'pattern_or_mask must be a boolean array'),  # not boolean
+        ((np.ones((3, 4), dtype=bool), None), ValueError, 'pattern_or_mask must be square'),  # not square
+        (("causal", 8), TypeError, 'pattern_or_mask must be a Pattern'),
+        ((P.global_tokens(9), 8), ValueError, 'global_tokens\\(9\\) needs n >= 9'),  # more global tokens than positions
     ],
 )
-def test_plot_mask_rejects_bad_input(args, error):
-    with pytest.raises(error):
+def test_plot_mask_rejects_bad_input(args, error, words):
+    with pytest.raises(error, match=words):
         plot.plot_mask(*args)
 
 
@@ -204,18 +204,18 @@ def test_plot_attention_rectangular_zeros_and_many_tokens():
 
 
 @pytest.mark.parametrize(
-    "weights, tokens, error",
+    "weights, tokens, error, words",
     [
-        (np.ones(4), None, ValueError),
-        (-np.eye(2), None, ValueError),
-        (np.array([[np.nan, 0.0], [0.0, 1.0]]), None, ValueError),
-        (np.eye(3), ["a", "b"], ValueError),
-        (np.eye(3), "abc", TypeError),
-        (np.array([["a"]]), None, TypeError),
+        (np.ones(4), None, ValueError, 'weights must be 2-D'),
+        (-np.eye(2), None, ValueError, 'weights must be non-negative'),
+        (np.array([[np.nan, 0.0], [0.0, 1.0]]), None, ValueError, 'weights must be finite'),
+        (np.eye(3), ["a", "b"], ValueError, 'tokens must have one label per key'),
+        (np.eye(3), "abc", TypeError, 'tokens must be a sequence'),
+        (np.array([["a"]]), None, TypeError, 'weights must be an array of real numbers'),
     ],
 )
-def test_plot_attention_rejects_bad_input(weights, tokens, error):
-    with pytest.raises(error):
+def test_plot_attention_rejects_bad_input(weights, tokens, error, words):
+    with pytest.raises(error, match=words):
         plot.plot_attention(weights, tokens=tokens)
 
 
@@ -274,19 +274,19 @@ def test_plot_softmax_keep_all_and_single_key():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, words",
     [
-        (dict(scores=np.ones((2, 2))), ValueError),
-        (dict(scores=[]), ValueError),
-        (dict(scores=[1.0, np.inf]), ValueError),
-        (dict(scores=[1.0, 2.0], keep=[False, False]), ValueError),
-        (dict(scores=[1.0, 2.0], keep=[1, 0]), TypeError),
-        (dict(scores=[1.0, 2.0], keep=[True]), ValueError),
-        (dict(scores=[1.0, 2.0], sink_logit=np.nan), ValueError),
+        (dict(scores=np.ones((2, 2))), ValueError, 'scores must be 1-D'),
+        (dict(scores=[]), ValueError, 'scores must be 1-D'),
+        (dict(scores=[1.0, np.inf]), ValueError, 'scores must be finite'),
+        (dict(scores=[1.0, 2.0], keep=[False, False]), ValueError, 'keep must keep at least one key'),
+        (dict(scores=[1.0, 2.0], keep=[1, 0]), TypeError, 'keep must be a boolean array'),
+        (dict(scores=[1.0, 2.0], keep=[True]), ValueError, 'keep must have the same shape'),
+        (dict(scores=[1.0, 2.0], sink_logit=np.nan), ValueError, 'sink_logit must be finite'),
     ],
 )
-def test_plot_softmax_rejects_bad_input(kwargs, error):
-    with pytest.raises(error):
+def test_plot_softmax_rejects_bad_input(kwargs, error, words):
+    with pytest.raises(error, match=words):
         plot.plot_softmax(**kwargs)
 
 
@@ -332,10 +332,12 @@ def test_plot_receptive_field_mask_input_n1_and_never():
     assert "key 0 -> query 7: never" in ax.get_title()
 
 
-@pytest.mark.parametrize("args, kwargs", [((QUIZ, 8, 0), {}), ((QUIZ, 0, 2), {}), ((QUIZ, 8, 2), {"query": 8}),
-                                          ((np.ones((3, 3), dtype=bool), 4, 1), {})])
-def test_plot_receptive_field_rejects_bad_input(args, kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("args, kwargs, words", [((QUIZ, 8, 0), {}, "layers must be >= 1"),
+                                                 ((QUIZ, 0, 2), {}, "n must be >= 1"),
+                                                 ((QUIZ, 8, 2), {"query": 8}, "query must be <= 7"),
+                                                 ((np.ones((3, 3), dtype=bool), 4, 1), {}, "n must match")])
+def test_plot_receptive_field_rejects_bad_input(args, kwargs, words):
+    with pytest.raises(ValueError, match=words):
         plot.plot_receptive_field(*args, **kwargs)
 
 
@@ -388,21 +390,21 @@ def test_plot_kv_budget_gemma_native_and_one_token():
 
 
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, error, words",
     [
-        (dict(preset="GPT-9"), ValueError),
-        (dict(preset=7), TypeError),
-        (dict(max_tokens=0), ValueError),
-        (dict(policies=("dense", "lru")), ValueError),
-        (dict(policies=()), ValueError),
-        (dict(batch=0), ValueError),
-        (dict(budget_bytes=-1.0), ValueError),
-        (dict(window=0), ValueError),
+        (dict(preset="GPT-9"), ValueError, 'preset must be one of'),
+        (dict(preset=7), TypeError, 'preset must be a ModelPreset'),
+        (dict(max_tokens=0), ValueError, 'max_tokens must be >= 1'),
+        (dict(policies=("dense", "lru")), ValueError, 'policies must be one of'),
+        (dict(policies=()), ValueError, 'policies must be a non-empty sequence'),
+        (dict(batch=0), ValueError, 'batch must be >= 1'),
+        (dict(budget_bytes=-1.0), ValueError, 'budget_bytes must be > 0'),
+        (dict(window=0), ValueError, 'window must be >= 1'),
     ],
 )
-def test_plot_kv_budget_rejects_bad_input(kwargs, error):
+def test_plot_kv_budget_rejects_bad_input(kwargs, error, words):
     args = dict(preset="Mistral-7B", max_tokens=1024) | kwargs
-    with pytest.raises(error):
+    with pytest.raises(error, match=words):
         plot.plot_kv_budget(**args)
 
 
@@ -443,19 +445,19 @@ def test_plot_scaling_without_memory_and_with_axes():
 
 
 @pytest.mark.parametrize(
-    "table, error",
+    "table, error, words",
     [
-        ([], ValueError),
-        ({"n": [1], "method": ["a"]}, ValueError),
-        ({"n": [1, 2], "method": ["a"], "seconds": [1.0]}, ValueError),
-        ([{"n": 4, "method": "a", "seconds": 0.0}], ValueError),
-        ([{"n": 4, "method": 3, "seconds": 1.0}], TypeError),
-        ([(4, "a", 1.0)], TypeError),
-        ("table", TypeError),
+        ([], ValueError, 'table must have at least one row'),
+        ({"n": [1], "method": ["a"]}, ValueError, "missing \\['seconds'\\]"),
+        ({"n": [1, 2], "method": ["a"], "seconds": [1.0]}, ValueError, 'must all have the same length'),
+        ([{"n": 4, "method": "a", "seconds": 0.0}], ValueError, "table\\[0\\]\\['seconds'\\] must be > 0"),
+        ([{"n": 4, "method": 3, "seconds": 1.0}], TypeError, "table\\[0\\]\\['method'\\] must be a string"),
+        ([(4, "a", 1.0)], TypeError, 'table\\[0\\] must be a dict'),
+        ("table", TypeError, 'table must be a list of dicts'),
     ],
 )
-def test_plot_scaling_rejects_bad_tables(table, error):
-    with pytest.raises(error):
+def test_plot_scaling_rejects_bad_tables(table, error, words):
+    with pytest.raises(error, match=words):
         plot.plot_scaling(table)
 
 
