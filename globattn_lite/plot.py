@@ -262,13 +262,14 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
 # --------------------------------------------------------------------------- weights
 
 
-def _real_2d(name, x):
+def _finite_array(name, x, ndim, what):
+    """``x`` as a finite float64 array with ``ndim`` axes and no empty axis, or raise naming ``name``."""
     arr = np.asarray(x)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise ValueError(f"{name} must be 2-D (queries x keys) and non-empty, got shape {arr.shape}")
+    if arr.ndim != ndim or 0 in arr.shape:
+        raise ValueError(f"{name} must be {ndim}-D ({what}) and non-empty, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     return arr
@@ -290,7 +291,7 @@ def plot_attention(weights, tokens=None, ax=None):
     Up to 12 x 12 each cell also prints its weight. The title gives the shape, the largest
     weight and the number of zero weights.
     """
-    w = _real_2d("weights", weights)
+    w = _finite_array("weights", weights, 2, "queries x keys")
     if (w < 0).any():
         raise ValueError(f"weights must be non-negative, got a minimum of {w.min():.3g}")
     nq, nk = w.shape
@@ -325,18 +326,6 @@ def plot_attention(weights, tokens=None, ax=None):
 # --------------------------------------------------------------------------- softmax
 
 
-def _scores_1d(scores):
-    arr = np.asarray(scores)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"scores must be a 1-D array of real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"scores must be 1-D with at least one key (one query's scores), got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError("scores must be finite (no NaN or inf)")
-    return arr
-
-
 def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
     """Bars of one query's softmax weights over its keys, and how a sink or eviction changes them.
 
@@ -346,7 +335,7 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
     softmax over the kept keys only (evicted keys are marked x); every kept weight grows by
     ``eviction_renormalisation``. The text box gives each series' entropy (nats) and max weight.
     """
-    s = _scores_1d(scores)
+    s = _finite_array("scores", scores, 1, "one query's scores over its keys")
     n = s.size
     series = [("softmax", attention.softmax(s))]
     notes = []
