@@ -724,10 +724,13 @@ def _answer(value):
     return lambda: value
 
 
-def _compare_kv_pairs_at_500(got, expected):
-    if got is None:
-        return "not answered yet (still None)", "replace None with your answer: a whole number"
-    return _compare_int(got, expected)
+def _compare_whole_number_answer(what: str):
+    """Compare an int answer; an unanswered ``None`` gets the hint "replace None with ``what``"."""
+    def compare(got, expected):
+        if got is None:
+            return "not answered yet (still None)", f"replace None with your answer: {what}"
+        return _compare_int(got, expected)
+    return compare
 
 
 def _specs_ex2(st, hnp):
@@ -805,7 +808,8 @@ def _specs_ex2(st, hnp):
             ],
         ),
         Spec(
-            "kv_pairs_at_500", (), _answer(len({1, 500 - 2, 500 - 1, 500})), _compare_kv_pairs_at_500,
+            "kv_pairs_at_500", (), _answer(len({1, 500 - 2, 500 - 1, 500})),
+            _compare_whole_number_answer("a whole number"),
             is_answer=True,
             mistakes=[
                 ("that is full causal attention; this model sees only position 1, itself and the "
@@ -1269,12 +1273,6 @@ def _compare_choice(got, expected):
     return None
 
 
-def _compare_int_answer(got, expected):
-    if got is None:
-        return "not answered yet (still None)", "replace None with your answer: a whole number of bytes"
-    return _compare_int(got, expected)
-
-
 def _specs_ex5(st, hnp):
     small = st.integers(1, 64)
 
@@ -1374,7 +1372,8 @@ def _specs_ex5(st, hnp):
             ],
         ),
         Spec(
-            "mistral_kv_bytes_per_token", (), _answer(2 * 32 * 8 * 128 * 2), _compare_int_answer,
+            "mistral_kv_bytes_per_token", (), _answer(2 * 32 * 8 * 128 * 2),
+            _compare_whole_number_answer("a whole number of bytes"),
             is_answer=True,
             mistakes=[
                 ("counting query heads instead of KV heads: Mistral-7B has 32 query heads but only 8 "
