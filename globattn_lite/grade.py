@@ -482,18 +482,14 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox (covered b
                 fn = namespace.get(request["name"])
                 args = decode(request["args"])
                 kwargs = decode(request["kwargs"])
-                try:
-                    value = _call_with_alarm(request["timeout"], lambda: encode(fn(*args, **kwargs)))
-                    reply({"id": rid, "ok": True, "value": value})
-                except _Timeout:
-                    reply({"id": rid, "timeout": True})
-                except BaseException as exc:  # noqa: BLE001
-                    reply({"id": rid, **_error_reply(exc)})
+                # a timeout or an exception of the call is answered by the handlers below
+                value = _call_with_alarm(request["timeout"], lambda: encode(fn(*args, **kwargs)))
+                reply({"id": rid, "ok": True, "value": value})
             else:
                 reply({"id": rid, "error": ["ProtocolError", f"unknown op {op!r}"]})
         except _Timeout:
             reply({"id": rid, "timeout": True})
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - the submission's errors are results
             reply({"id": rid, **_error_reply(exc)})
 
 
