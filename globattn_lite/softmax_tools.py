@@ -39,14 +39,17 @@ __all__ = [
 ]
 
 
+def _real_arg(name: str, x) -> np.ndarray:
+    """``x`` as a float64 array, or a TypeError if it does not hold real numbers."""
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
 def _scores_arg(name: str, scores) -> np.ndarray:
     """``scores`` as a float64 array with at least one axis and one key; -inf allowed."""
-    arr = np.asarray(scores)
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.number)):
-        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = _real_arg(name, scores)
     if arr.ndim == 0:
         raise ValueError(f"{name} must have at least one axis (the keys), got a scalar")
     if arr.shape[-1] == 0:
@@ -67,10 +70,7 @@ def _sink_arg(sink_logit, batch_shape: tuple) -> np.ndarray:
     if isinstance(sink_logit, numbers.Real):
         sink = np.asarray(float(sink_logit))
     else:
-        sink = np.asarray(sink_logit)
-        if sink.dtype == np.bool_ or not np.issubdtype(sink.dtype, np.number) or np.iscomplexobj(sink):
-            raise TypeError(f"sink_logit must be a real number or array of them, got dtype {sink.dtype}")
-        sink = sink.astype(np.float64)
+        sink = _real_arg("sink_logit", sink_logit)
     if not np.isfinite(sink).all():
         raise ValueError("sink_logit must be finite")
     try:
@@ -130,10 +130,7 @@ def entropy(weights, axis=-1):
     distribution that lands on real keys. A uniform distribution over n keys gives ln n;
     all mass on one key gives 0. Returns a float for 1-D input, an array otherwise.
     """
-    arr = np.asarray(weights)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"weights must be an array of real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = _real_arg("weights", weights)
     if arr.ndim == 0:
         raise ValueError("weights must have at least one axis, got a scalar")
     axis = int_arg("axis", axis, minimum=-arr.ndim, maximum=arr.ndim - 1)
