@@ -97,6 +97,8 @@ from pathlib import Path
 
 import numpy as np
 
+from globattn_lite._validate import float_arg, int_arg
+
 SUFFIXES = (".ipynb", ".py")
 MAX_SUBMISSION_BYTES = 20 * 2**20
 MAX_LINE_BYTES = 32 * 2**20  # one sandbox reply
@@ -114,6 +116,11 @@ class Limits:
     call_timeout: float = 5.0
     submission_timeout: float = 300.0
     memory_mb: int = 2048
+
+    def __post_init__(self):
+        for name in ("cell_timeout", "call_timeout", "submission_timeout"):
+            setattr(self, name, float_arg(name, getattr(self, name), strictly_positive=True))
+        self.memory_mb = int_arg("memory_mb", self.memory_mb, minimum=1)
 
 
 # ======================================================================================
@@ -923,7 +930,10 @@ def grade(paths, *, jobs: int = 1, limits: Limits | None = None, tests_dir: Path
     """Grade submissions; returns (CSV header, rows sorted by submission path)."""
     from globattn_lite.checks import EXERCISE_SETS
 
-    limits = limits or Limits()
+    jobs = int_arg("jobs", jobs, minimum=1)
+    limits = Limits() if limits is None else limits
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a grade.Limits or None, got {type(limits).__name__}")
     extra = load_instructor_checks(tests_dir)[1] if tests_dir else {}
     files, skip_notes = discover(paths)
     for note in skip_notes:
@@ -943,7 +953,7 @@ def grade(paths, *, jobs: int = 1, limits: Limits | None = None, tests_dir: Path
             rows.append(_row(str(path), set_name, "malformed", {n: 0.0 for n in names}, [f"malformed: {exc}"]))
             continue
         tasks.append((path, set_name, cells, notes, names))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(_grade_in_child, p, s, c, n, limits, tests_dir, names): p
                    for p, s, c, n, names in tasks}
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):

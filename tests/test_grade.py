@@ -508,3 +508,14 @@ def test_sandbox_limits_the_system_refuses_are_skipped(monkeypatch):
     monkeypatch.setattr(grade.signal, "signal", lambda *args: None)  # leave this process's SIGXFSZ alone
     grade._apply_limits({"memory_mb": 512, "cpu_seconds": 30})
     assert applied == {"CPU": (30, 30), "FSIZE": (64 * 2**20, 64 * 2**20), "CORE": (0, 0)}
+
+
+def test_bad_limits_and_jobs_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="call_timeout must be > 0"):
+        grade.Limits(call_timeout=0)
+    with pytest.raises(TypeError, match="memory_mb"):
+        grade.Limits(memory_mb=1.5)
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        grade.grade([tmp_path], jobs=0)
+    with pytest.raises(TypeError, match="limits must be a grade.Limits"):
+        grade.grade([tmp_path], limits={"call_timeout": 1})
