@@ -208,15 +208,19 @@ def family_pattern(family, window=4, global_tokens=1, dilation=2, block=8):
     return patterns.bigbird(block)
 
 
-def mask_explorer(n=32, family="window + sinks", window=4, global_tokens=1, dilation=2, block=8, query=None):
+def mask_explorer(n=32, family="window + sinks", window=None, global_tokens=1, dilation=2, block=None,
+                  query=None):
     """Explore attention masks: n, pattern family, window, global tokens / sinks, dilation,
     BigBird block size, and a query whose index set G is highlighted; counts in the title.
 
-    Sliders follow n (query <= n - 1; window, globals and block <= n); controls a family does
-    not use are disabled. Returns an :class:`Explorer`.
+    Defaults: window min(4, n), block min(8, n), query n // 2. Sliders follow n (query <= n - 1;
+    window, globals and block <= n); controls a family does not use are disabled. Returns an
+    :class:`Explorer`.
     """
     n = int_arg("n", n, minimum=1, maximum=MAX_N)
     family = choice_arg("family", family, FAMILIES)
+    window = min(4, n) if window is None else window  # a default must fit a small n
+    block = min(8, n) if block is None else block
     query = n // 2 if query is None else int_arg("query", query, minimum=0, maximum=n - 1)
     controls = {
         "n": _slider("n (tokens)", n, 1, MAX_N),
@@ -297,15 +301,16 @@ def softmax_explorer(keys=12, temperature=1.0, sink_logit=0.0, use_sink=True, ev
 # --------------------------------------------------------------------------- receptive field
 
 
-def receptive_field_explorer(n=64, window=4, layers=3, global_tokens=0, causal=True, query=None):
+def receptive_field_explorer(n=64, window=None, layers=3, global_tokens=0, causal=True, query=None):
     """Explore how far information travels through stacked local + global layers.
 
     The pattern is ``local_global_pattern(window, ...)``: causal (window W keys, ``globals``
     sinks) or bidirectional (radius r, ``globals`` symmetric global tokens). The heatmap shows
     the first layer at which each key reaches each query; the title gives the chosen query's
-    reach and the hops from key 0. Returns an :class:`Explorer`.
+    reach and the hops from key 0. Defaults: window min(4, n), query n - 1. Returns an :class:`Explorer`.
     """
     n = int_arg("n", n, minimum=2, maximum=256)
+    window = min(4, n) if window is None else window  # a default must fit a small n
     query = n - 1 if query is None else int_arg("query", query, minimum=0, maximum=n - 1)
     controls = {
         "n": _slider("n (tokens)", n, 2, 256),

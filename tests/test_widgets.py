@@ -162,6 +162,14 @@ def test_mask_explorer_bad_combination_shows_an_error(caplog):
     check_mask_title(ex, P.bigbird(32))
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_default_arguments_fit_a_small_n(n):
+    ex = W.mask_explorer(n=n, family="sliding window")  # the default window 4 and block 8 exceed n
+    assert ex.error is None and ex.controls["window"].value == n
+    if n >= 2:
+        assert W.receptive_field_explorer(n=n).error is None
+
+
 def test_mask_explorer_rejects_bad_arguments():
     with pytest.raises(ValueError, match="family"):
         W.mask_explorer(family="star")
