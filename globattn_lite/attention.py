@@ -116,14 +116,14 @@ def attention(q, k, v, mask=None):
             raise TypeError(
                 f"mask must be a boolean array (True = may attend) or a Pattern, got dtype {mask.dtype}"
             )
+        target = (*lead, n, m)  # the leading dimensions of q, k AND v (v's may add a batch)
         try:
-            ok = np.broadcast_shapes(mask.shape, scores.shape) == scores.shape
+            ok = np.broadcast_shapes(mask.shape, target) == target
         except ValueError:
             ok = False
         if not ok:
             raise ValueError(
-                f"mask must broadcast to the scores' shape {(*lead, n, m)} (queries x keys), "
-                f"got shape {mask.shape}"
+                f"mask must broadcast to the scores' shape {target} (queries x keys), got shape {mask.shape}"
             )
         scores = np.where(mask, scores, -np.inf)
     weights = softmax(scores, axis=-1)

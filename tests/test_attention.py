@@ -164,6 +164,17 @@ def test_attention_rejects_bad_shapes(shapes, mask, error, words):
         attention(q, k, v, mask)
 
 
+def test_mask_may_carry_the_batch_dimension_that_only_v_has():
+    rng = np.random.default_rng(0)
+    q, k, v = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), rng.normal(size=(4, 3, 5))
+    mask = rng.random((4, 3, 3)) < 0.5
+    mask[:, :, 0] = True
+    out, weights = attention(q, k, v, mask)
+    for b in range(4):
+        np.testing.assert_allclose(out[b], attention(q, k, v[b], mask[b])[0], atol=1e-12)
+    assert weights.shape == (4, 3, 3)
+
+
 def test_attention_rejects_non_finite_and_non_numeric():
     ok = np.ones((2, 2))
     with pytest.raises(ValueError, match="k must contain only finite"):
