@@ -191,6 +191,8 @@ def _check_qkv(q, k, v):
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
         if t.ndim < 2:
             raise ValueError(f"{name} must have shape (B, H, N, D) or (N, D), got {tuple(t.shape)}")
+    if q.shape[-2] == 0 or q.shape[-1] == 0:
+        raise ValueError(f"q must have N >= 1 positions and D >= 1 dimensions, got {tuple(q.shape)}")
     if not q.dtype == k.dtype == v.dtype:
         raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if not q.device == k.device == v.device:

@@ -402,6 +402,12 @@ def test_dense_attention_validates_qkv_too():
     q, k, v = qkv(6, 4)
     with pytest.raises(TypeError, match="q, k and v must share one dtype"):
         dense_attention(q, k.double(), v, patterns.causal())
+    empty = torch.zeros(0, 4)  # no positions: a clear error, not torch.cat's
+    for fn in (lambda: dense_attention(empty, empty, empty, patterns.causal()),
+               lambda: local_global_attention(empty, empty, empty, 2),
+               lambda: local_global_attention(torch.ones(3, 0), torch.ones(3, 0), torch.ones(3, 2), 2)):
+        with pytest.raises(ValueError, match="q must have N >= 1 positions and D >= 1"):
+            fn()
 
 
 def test_import_does_not_load_torch():
