@@ -65,6 +65,26 @@ def softmax(x, axis=-1) -> np.ndarray:
     return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
 
 
+def _mask_arg(mask, shape: tuple) -> np.ndarray:
+    """``mask`` (a bool array or a Pattern) as a bool array that broadcasts to ``shape`` =
+    (..., n, m), the leading dimensions of q, k and v (v's may add a batch)."""
+    n, m = shape[-2:]
+    if isinstance(mask, patterns.Pattern):
+        if n != m:
+            raise ValueError(f"mask is a Pattern, which needs as many queries as keys, got n={n} and m={m}")
+        mask = mask.mask(n)
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask must be a boolean array (True = may attend) or a Pattern, got dtype {mask.dtype}")
+    try:
+        ok = np.broadcast_shapes(mask.shape, shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"mask must broadcast to the scores' shape {shape} (queries x keys), got shape {mask.shape}")
+    return mask
+
+
 def attention(q, k, v, mask=None):
     """Scaled dot-product attention in numpy: returns ``(out, weights)``.
 
@@ -104,28 +124,7 @@ def attention(q, k, v, mask=None):
 
     scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(d)  # (..., n, m)
     if mask is not None:
-        if isinstance(mask, patterns.Pattern):
-            if n != m:
-                raise ValueError(
-                    "mask is a Pattern, which needs as many queries as keys, "
-                    f"got q {q.shape} and k {k.shape}"
-                )
-            mask = mask.mask(n)
-        mask = np.asarray(mask)
-        if mask.dtype != np.bool_:
-            raise TypeError(
-                f"mask must be a boolean array (True = may attend) or a Pattern, got dtype {mask.dtype}"
-            )
-        target = (*lead, n, m)  # the leading dimensions of q, k AND v (v's may add a batch)
-        try:
-            ok = np.broadcast_shapes(mask.shape, target) == target
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"mask must broadcast to the scores' shape {target} (queries x keys), got shape {mask.shape}"
-            )
-        scores = np.where(mask, scores, -np.inf)
+        scores = np.where(_mask_arg(mask, (*lead, n, m)), scores, -np.inf)
     weights = softmax(scores, axis=-1)
     return weights @ v, weights
 
