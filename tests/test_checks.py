@@ -716,8 +716,9 @@ def test_random_inputs_do_not_depend_on_the_context(tmp_path):
     import subprocess
     import sys
 
-    (tmp_path / "many_constants.py").write_text("VALUES = [" + ", ".join(str(i) for i in range(1, 5000, 3)) + "]\n")
-    (tmp_path / "record.py").write_text(RECORD_INPUTS)
+    values = ", ".join(str(i) for i in range(1, 5000, 3))
+    (tmp_path / "many_constants.py").write_text(f"VALUES = [{values}]\n", encoding="utf-8")
+    (tmp_path / "record.py").write_text(RECORD_INPUTS, encoding="utf-8")
     runs = [subprocess.run([sys.executable, "record.py", mode], cwd=tmp_path, capture_output=True, text=True,
                            timeout=120) for mode in ("with-local-module", "plain")]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr

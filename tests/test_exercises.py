@@ -203,7 +203,7 @@ def test_check_and_build_commands(tmp_path):
     nb = nbformat.read(solutions / "ex1_dense.ipynb", as_version=4)
     nb.cells[0].source += "\n\nOne more sentence."
     nbformat.write(nb, solutions / "ex1_dense.ipynb")
-    (exercises / "ex9_extra.ipynb").write_text("{}")
+    (exercises / "ex9_extra.ipynb").write_text("{}", encoding="utf-8")
     stale = subprocess.run(command + ["check"] + folders, capture_output=True, text=True)
     assert stale.returncode == 1
     assert "ex1_dense.ipynb: out of date" in stale.stdout and "ex9_extra.ipynb: has no solution" in stale.stdout

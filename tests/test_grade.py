@@ -237,7 +237,7 @@ def graded(tmp_path_factory):
         (subs / name).write_text(text, encoding="utf-8")
     before = _sha(subs)
     out = base / "scores.csv"
-    out.write_text("an older table\n")
+    out.write_text("an older table\n", encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "subs", "--out", "scores.csv",
                            "--jobs", "2", *FAST], cwd=base, capture_output=True, text=True, timeout=300)
     return {"proc": proc, "rows": _read(out), "base": base, "subs": subs, "before": before,
@@ -370,7 +370,7 @@ def check_double(double):
 def test_instructor_checks_add_to_the_shipped_ones(tmp_path):
     tests = tmp_path / "private"
     tests.mkdir()
-    (tests / "extra_checks.py").write_text(INSTRUCTOR)
+    (tests / "extra_checks.py").write_text(INSTRUCTOR, encoding="utf-8")
     solution = (ROOT / "solutions" / "ex1_dense.ipynb").read_text(encoding="utf-8")
     nb = nbformat.reads(solution, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("def double(x):\n    return 2 * x"))
@@ -388,8 +388,8 @@ def test_instructor_checks_add_to_the_shipped_ones(tmp_path):
 
 def test_bad_instructor_checks_are_a_usage_error(tmp_path):
     (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "bad.py").write_text("def check_unknown_thing(f):\n    return []\n")
-    (tmp_path / "ex1_dense.py").write_text("x = 1\n")
+    (tmp_path / "t" / "bad.py").write_text("def check_unknown_thing(f):\n    return []\n", encoding="utf-8")
+    (tmp_path / "ex1_dense.py").write_text("x = 1\n", encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "ex1_dense.py", "--out", "s.csv",
                            "--tests", "t"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "EXERCISE_SET" in proc.stderr
@@ -403,10 +403,10 @@ def test_bad_instructor_checks_are_a_usage_error(tmp_path):
 
 def test_csv_is_written_atomically(tmp_path, monkeypatch):
     out = tmp_path / "scores.csv"
-    out.write_text("old table\n")
+    out.write_text("old table\n", encoding="utf-8")
     header = ["submission", "causal_mask", "total"]
     grade.write_csv_atomic(out, header, [{"submission": "a.py", "causal_mask": 0.5, "total": 1 / 3}])
-    assert out.read_text().splitlines() == ["submission,causal_mask,total", "a.py,0.5,0.3333"]
+    assert out.read_text(encoding="utf-8").splitlines() == ["submission,causal_mask,total", "a.py,0.5,0.3333"]
 
     class Boom:
         def __str__(self):
@@ -415,7 +415,7 @@ def test_csv_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(grade, "_cell_text", lambda value: str(value))
     with pytest.raises(RuntimeError, match="disk on fire"):
         grade.write_csv_atomic(out, header, [{"submission": "b.py"}, {"submission": Boom()}])
-    assert out.read_text().splitlines()[1] == "a.py,0.5,0.3333"  # the old table is intact
+    assert out.read_text(encoding="utf-8").splitlines()[1] == "a.py,0.5,0.3333"  # the old table is intact
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # and no temporary file is left
 
 
@@ -452,11 +452,11 @@ def test_magics_are_stripped():
 
 def test_cells_of_py_files_and_lenient_notebooks(tmp_path):
     py = tmp_path / "ex1_dense.py"
-    py.write_text("a = 1\n# %%\nb = 2\n# %% [markdown]\n")
+    py.write_text("a = 1\n# %%\nb = 2\n# %% [markdown]\n", encoding="utf-8")
     assert grade.load_cells(py)[0] == ["a = 1", "b = 2", ""]
     nb = tmp_path / "ex1_dense.ipynb"
     nb.write_text('{"cells": [{"cell_type": "code", "source": ["x = 1\\n", "y = 2"]}, '
-                  '{"cell_type": "markdown", "source": "hi"}]}')
+                  '{"cell_type": "markdown", "source": "hi"}]}', encoding="utf-8")
     cells, notes = grade.load_cells(nb)
     assert cells == ["x = 1\ny = 2"] and "leniently" in notes[0]
     (tmp_path / "bad.ipynb").write_bytes(b"\xff\xfe not utf-8")
@@ -470,7 +470,7 @@ def test_files_are_matched_to_exercise_sets_by_name(tmp_path):
     assert grade.exercise_set_for(Path("EX2_SPARSE-v2.ipynb")) == "ex2_sparse"
     assert grade.exercise_set_for(Path("ex1_densest.py")) is None
     assert grade.exercise_set_for(Path("notes.py")) is None
-    (tmp_path / "notes.py").write_text("x = 1\n")
+    (tmp_path / "notes.py").write_text("x = 1\n", encoding="utf-8")
     header, rows = grade.grade([tmp_path / "notes.py"])  # named explicitly: a row saying why
     assert rows[0]["status"] == "unknown set" and "matches no exercise set" in rows[0]["reasons"]
     assert header == ["submission", "exercise_set", "status", "total", "reasons"]
