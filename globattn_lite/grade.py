@@ -26,7 +26,8 @@ Every ``*.py`` file in DIR may define functions ``check_<name>(candidate)``; eac
 as one more check of exercise ``<name>``. ``candidate`` is the submission's function (calls
 run in the sandbox, with the per-call time limit; a failing call raises
 ``SubmissionCallError``) or its answer value. Return a list of failure messages (empty or
-``None`` means passed; ``True``/``False`` also work); an exception counts as a failure. For
+``None`` means passed; ``True``/``False`` and a single message string also work); an
+exception counts as a failure. For
 an exercise name the course does not ship, the file must also set
 ``EXERCISE_SET = "ex1_dense"`` (say), and the name gets its own column. Example::
 
@@ -816,6 +817,8 @@ def _run_instructor_check(fn, candidate) -> str | None:
         return None
     if result is False:
         return "failed"
+    if isinstance(result, str):  # one message, not a list of its characters
+        return result or None
     failures = [str(x) for x in result]
     return "; ".join(failures) if failures else None
 

@@ -519,3 +519,9 @@ def test_bad_limits_and_jobs_name_the_argument(tmp_path):
         grade.grade([tmp_path], jobs=0)
     with pytest.raises(TypeError, match="limits must be a grade.Limits"):
         grade.grade([tmp_path], limits={"call_timeout": 1})
+
+
+@pytest.mark.parametrize("result, expected", [(None, None), (True, None), ([], None), ("", None), (False, "failed"),
+                                              (["a", "b"], "a; b"), ("wrong at n = 3", "wrong at n = 3")])
+def test_instructor_check_results(result, expected):
+    assert grade._run_instructor_check(lambda candidate: result, None) == expected
