@@ -819,7 +819,10 @@ def _run_instructor_check(fn, candidate) -> str | None:
         return "failed"
     if isinstance(result, str):  # one message, not a list of its characters
         return result or None
-    failures = [str(x) for x in result]
+    try:
+        failures = [str(x) for x in result]
+    except TypeError:  # not a list: a bug in the instructor check, reported, not a crash
+        return f"returned {result!r}, expected a list of failure messages"
     return "; ".join(failures) if failures else None
 
 

@@ -522,6 +522,7 @@ def test_bad_limits_and_jobs_name_the_argument(tmp_path):
 
 
 @pytest.mark.parametrize("result, expected", [(None, None), (True, None), ([], None), ("", None), (False, "failed"),
-                                              (["a", "b"], "a; b"), ("wrong at n = 3", "wrong at n = 3")])
+                                              (["a", "b"], "a; b"), ("wrong at n = 3", "wrong at n = 3"),
+                                              (0, "returned 0, expected a list of failure messages")])
 def test_instructor_check_results(result, expected):
     assert grade._run_instructor_check(lambda candidate: result, None) == expected
