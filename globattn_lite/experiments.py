@@ -406,6 +406,29 @@ def evaluate_streaming(checkpoint_dir=None, models=None) -> dict:
 # (same vocabulary with n_keys=16, n_values=16, n_filler=32, band r=7) did learn: g=1 gave 59/37/25/11%
 # for k=1/2/4/8 (chance 6.25%) after 1,000 steps, but g=2 and g=4 were no better (66/43/27/12% and
 # 62/41/24/12% after 1,500): the g axis showed no capacity effect, so nothing of it is shipped.
+# Second round of throw-away probes (seed 0, 2 layers, d_model 64, 4 heads, batch 64, lr 5e-3, band r=1 unless
+# said; accuracy on 512 test sequences per k, so about +/-2 points):
+# - From scratch at n=64 the route stayed at chance for every change tried: 8 keys, lr 1e-2 with 200 warm-up
+#   steps and k=1 only for the first 600 steps, a single filler token (no distractor noise in the global
+#   token's average), n=32 with band r=2 (1,500-2,000 steps each). Dense attention (same model) learned
+#   at once: 64/50/44/36% for k=1/2/4/8 (8 keys x 8 values) after 400 steps.
+# - Fewer tokens to average made the route findable: at n=16 a g=1 model left chance after ~500 steps.
+#   A length curriculum n = 16 -> 32 -> 64 (800 / 600 / 1,200+ steps) carried it over to n=64 at once for
+#   g=4 (k=1: 100%), but the same schedule left g=1 at chance, so per-g models from scratch are a lottery.
+# - Every model that learned stored little more than ONE fact, whatever g was (the one-fact curve is
+#   1/k + (1 - 1/k)/n_values). 4 keys x 4 values, g=4, 400 steps at n=16: 90/68/48/47% at k=1..4 (curve
+#   100/63/50/44%). One model trained with a random number of active global tokens per step (the rest
+#   masked out; all 8 active while at n=16), 8 keys x 8 values, 3,000 steps: 100/78/47/23% at k=1/2/4/8
+#   for g=1, 2, 4 AND 8 alike (curve 100/56/34/23%; the extra tokens duplicated the first one).
+#   d_model 32 (4 heads) or 16 (1 head): also flat in g, only lower; d_model 32 with 1 head: chance.
+# - An ETC-style hard partition (global token j reads only segment j of g equal segments; all tokens read
+#   all globals) with that nested training, 4 keys x 4 values, k=1..4 (chance 25%, g=0 25-27%):
+#   g=1 79/65/55/49%, g=2 79/67/59/52%, g=4 77/67/59/55% after 3,800 steps (~8 min at load 3-6): a 3-6
+#   point effect of g at k>=3, too small against sampling error to ship as "capacity binds". The same
+#   with d_model 32, or with 8 keys x 4 values, 8 segments and k up to 8, stayed at chance (1,800-3,200
+#   steps); with 8 keys x 8 values it learned at d_model 32 but flat in g (39/36/26/20%) and not at 64.
+# - Speed: one training step of this model (n=64, g=4, batch 64) took 41 ms with 2 torch threads and
+#   57 ms with 1 (medians, load ~3), so training should use 2 threads.
 MEMORY = {
     "task": dict(n=64, n_keys=16, n_values=8, n_filler=16, margin=16),
     "model": dict(n_layer=2, n_head=4, d_model=64, positions="learned"),
