@@ -424,7 +424,9 @@ def evaluate_streaming(checkpoint_dir=None, models=None) -> dict:
 # - An ETC-style hard partition (global token j reads only segment j of g equal segments; all tokens read
 #   all globals) with that nested training, 4 keys x 4 values, k=1..4 (chance 25%, g=0 25-27%):
 #   g=1 79/65/55/49%, g=2 79/67/59/52%, g=4 77/67/59/55% after 3,800 steps (~8 min at load 3-6): a 3-6
-#   point effect of g at k>=3, too small against sampling error to ship as "capacity binds". The same
+#   point effect of g at k>=3, too small against sampling error to ship as "capacity binds"; and it did
+#   not survive a longer rerun (2 threads, 8,000 steps, 371 s): g=1 100/71/52/45%, g=2 100/69/55/45%,
+#   g=4 100/67/54/45%, flat in g and close to the one-fact curve (100/63/50/44%). The same
 #   with d_model 32, or with 8 keys x 4 values, 8 segments and k up to 8, stayed at chance (1,800-3,200
 #   steps); with 8 keys x 8 values it learned at d_model 32 but flat in g (39/36/26/20%) and not at 64.
 # - Speed: one training step of this model (n=64, g=4, batch 64) took 41 ms with 2 torch threads and
