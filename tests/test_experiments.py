@@ -127,11 +127,40 @@ def test_shipped_streaming_reproduces():
             np.testing.assert_allclose(per_layer, recorded[model]["attention_mass"][what], atol=MASS_TOL)
 
 
-def test_memory_is_not_shipped_and_says_how_to_train_it():
-    # experiment 3 did not leave chance within our budget, so no checkpoint ships (see experiments.MEMORY)
-    assert not (E.CHECKPOINT_DIR / "memory.pt").exists()
-    with pytest.raises(FileNotFoundError, match="experiments memory"):
-        E.evaluate_memory()
+def test_memory_mask_hides_inactive_slots():
+    S, n, g = 8, 16, 2
+    m = E.memory_mask(g, n, slots=S, radius=1)
+    assert m.shape == (S + n, S + n)
+    inactive = np.arange(g, S)
+    assert not m[S:, inactive].any() and not m[inactive, S:].any()  # no real token reads or is read by them
+    assert (m[inactive][:, inactive] == np.eye(S - g, dtype=bool)).all()
+    keep = np.r_[np.arange(g), np.arange(S, S + n)]
+    assert (m[np.ix_(keep, keep)] == (P.band(1) | P.global_tokens(g)).mask(g + n)).all()
+    with pytest.raises(ValueError, match="g"):
+        E.memory_mask(S + 1, n, slots=S)
+
+
+@pytest.mark.slow
+def test_cli_quick_memory_run_writes_checkpoint_and_results(tmp_path):
+    E.main(["memory", "--quick", "--out", str(tmp_path), "--threads", "1"])
+    results = json.loads((tmp_path / "memory.json").read_text())
+    assert results["quick"] and results["training"]["steps"] == 8 * len(E.MEMORY["stages"])
+    r = results["results"]
+    assert r["globals"] == [0, 1, 2, 4, 8] and r["kv_entries"] == [64 + g for g in r["globals"]]
+    assert r["pairs_per_layer"][0] == P.band(1).num_pairs(64) and r["dense_pairs_per_layer"] == 64**2
+    assert r["one_fact"][-1] == pytest.approx(1 / 8 + 7 / 64)
+    again = E.evaluate_memory(tmp_path)
+    np.testing.assert_allclose(again["accuracy"], r["accuracy"], atol=ACC_TOL)
+
+
+@pytest.mark.slow
+def test_shipped_memory_reproduces():
+    recorded = _shipped("memory")["results"]
+    got = E.evaluate_memory()
+    assert got.keys() == recorded.keys()
+    np.testing.assert_allclose(got["accuracy"], recorded["accuracy"], atol=ACC_TOL)
+    assert got["pairs_per_layer"] == recorded["pairs_per_layer"] and got["kv_entries"] == recorded["kv_entries"]
+    assert "| 8 |" in E.results_table("memory")
 
 
 def test_shipped_checkpoints_are_small():
