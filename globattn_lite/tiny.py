@@ -9,8 +9,9 @@ Read it top to bottom like nanoGPT's ``model.py``:
 
 The attention mask is ``mask[q, k] = True`` (query q may attend to key k) over the *whole*
 sequence, prepended tokens included (length ``g + N``). It can be a ``patterns.Pattern``
-(anything with a ``.mask(n)`` method) or an ``(g+N, g+N)`` boolean array / tensor; it goes to
-``torch.nn.functional.scaled_dot_product_attention`` as a boolean mask.
+(anything with a ``.mask(n)`` method) or an ``(g+N, g+N)`` boolean array / tensor; attention is
+the package's ``attention.dense_attention`` (PyTorch's scaled_dot_product_attention with that
+boolean mask).
 
 Positions are either learned absolute embeddings (``positions="learned"``) or rotary
 (``positions="rotary"``: q and k are rotated by angle ``pos * theta_i``, so scores depend
@@ -29,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._validate import choice_arg, int_arg
+from .attention import dense_attention
 
 
 @dataclass
@@ -107,7 +109,7 @@ class SelfAttention(nn.Module):
     def attend(self, q, k, v, mask, need_weights):
         """softmax(q k^T / sqrt(D), masked) v; also returns the weights (B, H, Nq, Nk) if asked."""
         if not need_weights:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+            return dense_attention(q, k, v, mask), None  # the package's reference (SDPA with the mask)
         scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
         weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         return weights @ v, weights
