@@ -112,7 +112,18 @@ def _meta(name, seed, threads):
         "python": platform.python_version(),
         "torch_threads": threads,
         "command": f"python -m globattn_lite.experiments {name} --seed {seed} --threads {threads}",
-        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],  # CPU contention behind train_seconds
+        # CPU contention behind train_seconds (os.getloadavg is POSIX-only: None on Windows)
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _training_log(losses, ran, seconds):
+    """What a results file records of one training run: steps, time, final loss, a loss curve."""
+    return {
+        "steps": ran,
+        "train_seconds": round(seconds, 1),
+        "final_loss": round(float(np.mean(losses[-20:])), 4),
+        "loss_every_100": [round(float(np.mean(losses[j : j + 100])), 4) for j in range(0, ran, 100)],
     }
 
 
@@ -193,12 +204,7 @@ def train_long_range(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True,
 
         t0 = time.perf_counter()
         losses, ran = train(model, batch_loss, steps, c["lr"], desc=name, progress=progress, stop=solved)
-        train_log[name] = {
-            "steps": ran,
-            "train_seconds": round(time.perf_counter() - t0, 1),
-            "final_loss": round(float(np.mean(losses[-20:])), 4),
-            "loss_every_100": [round(float(np.mean(losses[j : j + 100])), 4) for j in range(0, ran, 100)],
-        }
+        train_log[name] = _training_log(losses, ran, time.perf_counter() - t0)
         models[name] = model
     results = {
         **_meta("long_range", seed, threads),
@@ -281,12 +287,7 @@ def train_streaming(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True, 
 
         t0 = time.perf_counter()
         losses, ran = train(model, batch_loss, steps, c["lr"], desc=name, progress=progress)
-        train_log[name] = {
-            "steps": ran,
-            "train_seconds": round(time.perf_counter() - t0, 1),
-            "final_loss": round(float(np.mean(losses[-20:])), 4),
-            "loss_every_100": [round(float(np.mean(losses[j : j + 100])), 4) for j in range(0, ran, 100)],
-        }
+        train_log[name] = _training_log(losses, ran, time.perf_counter() - t0)
         models[name] = model
     results = {
         **_meta("streaming", seed, threads),
@@ -491,13 +492,7 @@ def train_memory(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True, thr
 
     t0 = time.perf_counter()
     losses, ran = train(model, batch_loss, int(ends[-1]), c["lr"], desc="memory (nested g)", progress=progress)
-    train_log = {
-        "steps": ran,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "final_loss": round(float(np.mean(losses[-20:])), 4),
-        "loss_every_100": [round(float(np.mean(losses[j : j + 100])), 4) for j in range(0, ran, 100)],
-        "parameters": model.num_params(),
-    }
+    train_log = {**_training_log(losses, ran, time.perf_counter() - t0), "parameters": model.num_params()}
     results = {
         **_meta("memory", seed, threads),
         "config": {**c, "stages": stages},
