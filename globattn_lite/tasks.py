@@ -20,8 +20,34 @@ def _rng(seed) -> np.random.Generator:
     return np.random.default_rng(int_arg("seed", seed, minimum=0))
 
 
+class _FactVocabulary:
+    """The vocabulary both fact tasks share: fact tokens ``key * n_values + value`` first
+    (``fact_vocab`` of them), then one question token per key (``fact_vocab + key``), then filler."""
+
+    @property
+    def fact_vocab(self) -> int:
+        return self.n_keys * self.n_values
+
+    @property
+    def vocab_size(self) -> int:
+        return self.fact_vocab + self.n_keys + self.n_filler
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.n_values
+
+    def brute_force_answer(self, ids) -> np.ndarray:
+        """Scan each row for the fact token whose key is the one asked at the end (a plain loop)."""
+        out = []
+        for row in np.asarray(ids):
+            key = row[-1] - self.fact_vocab
+            facts = (t for t in row[:-1] if t < self.fact_vocab)
+            out.append(next(t % self.n_values for t in facts if t // self.n_values == key))
+        return np.array(out, dtype=np.int64)
+
+
 @dataclass(frozen=True)
-class LongRangeRetrieval:
+class LongRangeRetrieval(_FactVocabulary):
     """``n`` tokens: filler, ONE fact token ``key * n_values + value`` at a position p in
     ``[fact_start, fact_stop)``, more filler, and a query token for the same key at ``n - 1``.
     The answer (predicted at the last position) is the value, 0..n_values-1.
@@ -46,19 +72,11 @@ class LongRangeRetrieval:
         int_arg("fact_start", self.fact_start, minimum=0)
         int_arg("fact_stop", self.fact_stop, minimum=self.fact_start + 1, maximum=self.n - 1)
 
-    @property
-    def vocab_size(self) -> int:
-        return self.n_keys * self.n_values + self.n_keys + self.n_filler
-
-    @property
-    def chance(self) -> float:
-        return 1.0 / self.n_values
-
     def sample(self, batch: int, seed: int):
         """Return ``(ids (batch, n), answers (batch,), fact_pos (batch,))``; answers are values."""
         batch = int_arg("batch", batch, minimum=1)
         rng = _rng(seed)
-        fact_vocab = self.n_keys * self.n_values
+        fact_vocab = self.fact_vocab
         ids = rng.integers(fact_vocab + self.n_keys, self.vocab_size, size=(batch, self.n))  # filler
         keys = rng.integers(0, self.n_keys, size=batch)
         values = rng.integers(0, self.n_values, size=batch)
@@ -67,14 +85,6 @@ class LongRangeRetrieval:
         ids[:, -1] = fact_vocab + keys
         return ids.astype(np.int64), values.astype(np.int64), pos.astype(np.int64)
 
-    def brute_force_answer(self, ids) -> np.ndarray:
-        """Scan each row for the fact token whose key is the one asked at the end (a plain loop)."""
-        fact_vocab = self.n_keys * self.n_values
-        out = []
-        for row in np.asarray(ids):
-            key = row[-1] - fact_vocab
-            out.append(next(t % self.n_values for t in row[:-1] if t < fact_vocab and t // self.n_values == key))
-        return np.array(out, dtype=np.int64)
 
 
 class MarkovSource:
@@ -134,7 +144,7 @@ class MarkovSource:
 
 
 @dataclass(frozen=True)
-class ManyFacts:
+class ManyFacts(_FactVocabulary):
     """``k`` facts spread over ``n`` tokens; the last token asks for one of their keys.
 
     A fact is ONE token ``key * n_values + value`` (so a fact needs no binding of two positions).
@@ -156,20 +166,12 @@ class ManyFacts:
         int_arg("margin", self.margin, minimum=0)
         int_arg("n", self.n, minimum=self.margin + 2)
 
-    @property
-    def vocab_size(self) -> int:
-        return self.n_keys * self.n_values + self.n_keys + self.n_filler
-
-    @property
-    def chance(self) -> float:
-        return 1.0 / self.n_values
-
     def sample(self, batch: int, k: int, seed: int):
         """Return ``(ids (batch, n), answers (batch,))`` with ``k`` facts per sequence; answers are values."""
         batch = int_arg("batch", batch, minimum=1)
         k = int_arg("k", k, minimum=1, maximum=min(self.n_keys, self.n - 1 - self.margin))
         rng = _rng(seed)
-        fact_vocab = self.n_keys * self.n_values
+        fact_vocab = self.fact_vocab
         ids = rng.integers(fact_vocab + self.n_keys, self.vocab_size, size=(batch, self.n))
         answers = np.empty(batch, dtype=np.int64)
         for b in range(batch):
@@ -182,11 +184,3 @@ class ManyFacts:
             answers[b] = values[asked]
         return ids.astype(np.int64), answers
 
-    def brute_force_answer(self, ids) -> np.ndarray:
-        """Scan each row for the fact token whose key is the one asked at the end."""
-        fact_vocab = self.n_keys * self.n_values
-        out = []
-        for row in np.asarray(ids):
-            key = row[-1] - fact_vocab
-            out.append(next(t % self.n_values for t in row[:-1] if t < fact_vocab and t // self.n_values == key))
-        return np.array(out, dtype=np.int64)
