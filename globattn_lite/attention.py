@@ -22,6 +22,7 @@ from globattn_lite._validate import bool_mask_arg, int_arg
 __all__ = [
     "softmax",
     "attention",
+    "top_k_mask",
     "local_global_pattern",
     "dense_attention",
     "local_global_attention",
@@ -127,6 +128,28 @@ def attention(q, k, v, mask=None):
         scores = np.where(_mask_arg(mask, (*lead, n, m)), scores, -np.inf)
     weights = softmax(scores, axis=-1)
     return weights @ v, weights
+
+
+def top_k_mask(scores, k, mask=None) -> np.ndarray:
+    """Content-chosen index sets: ``out[q, j]`` True for the ``k`` highest scores of row q.
+
+    ``scores``: (n, m) real array, e.g. ``q k^T / sqrt(d)``. ``mask``: None or a bool array (or a
+    Pattern, then n must equal m) of the keys a query may choose from, e.g. ``causal()``; a row
+    with at most k allowed keys keeps all of them. Ties go to the lower key index, so the result
+    is deterministic. Unlike a positional pattern this needs every allowed score first: it saves
+    the softmax and the value sum, not the scoring, and any key may be chosen later.
+    """
+    s = _real_array("scores", scores, min_ndim=2)
+    if s.ndim != 2 or 0 in s.shape:
+        raise ValueError(f"scores must be a non-empty 2-D array (queries x keys), got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must contain only finite numbers")
+    k = int_arg("k", k, minimum=1)
+    allowed = np.ones(s.shape, dtype=bool) if mask is None else np.broadcast_to(_mask_arg(mask, s.shape), s.shape)
+    ranked = np.argsort(np.where(allowed, -s, np.inf), axis=-1, kind="stable")[:, :k]  # best first
+    out = np.zeros(s.shape, dtype=bool)
+    np.put_along_axis(out, ranked, True, axis=-1)
+    return out & allowed
 
 
 # --------------------------------------------------------------------------- patterns

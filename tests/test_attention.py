@@ -23,6 +23,7 @@ from globattn_lite.attention import (
     local_global_attention,
     local_global_pattern,
     softmax,
+    top_k_mask,
 )
 
 
@@ -181,6 +182,65 @@ def test_attention_rejects_non_finite_and_non_numeric():
         attention(ok, np.array([[1.0, np.nan], [0, 0]]), ok)
     with pytest.raises(TypeError, match="v must be an array of real numbers"):
         attention(ok, ok, np.ones((2, 2), dtype=bool))
+
+
+# --------------------------------------------------------------------------- top_k_mask
+
+
+def brute_top_k(scores, k, allowed):
+    """Row by row with Python sorting: the k best allowed keys, ties to the lower index."""
+    out = np.zeros(scores.shape, dtype=bool)
+    for q in range(scores.shape[0]):
+        keys = sorted(np.flatnonzero(allowed[q]), key=lambda j: (-scores[q, j], j))
+        out[q, keys[:k]] = True
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+@pytest.mark.parametrize("masked", [False, True])
+def test_top_k_mask_keeps_the_k_best_allowed_keys_of_each_row(k, masked):
+    rng = np.random.default_rng(k)
+    scores = rng.integers(-3, 4, size=(9, 9)).astype(float)  # small ints: many ties
+    allowed = patterns.causal().mask(9) if masked else np.ones((9, 9), dtype=bool)
+    got = top_k_mask(scores, k, patterns.causal() if masked else None)
+    np.testing.assert_array_equal(got, brute_top_k(scores, k, allowed))
+    np.testing.assert_array_equal(got.sum(axis=1), np.minimum(k, allowed.sum(axis=1)))
+    assert not (got & ~allowed).any()
+
+
+def test_top_k_mask_breaks_ties_towards_the_lower_key_and_accepts_a_bool_mask():
+    scores = np.array([[1.0, 5.0, 5.0, 5.0], [2.0, 2.0, 2.0, 2.0]])
+    mask = np.array([[True, True, False, True], [True, True, True, True]])
+    np.testing.assert_array_equal(
+        top_k_mask(scores, 2, mask), [[False, True, False, True], [True, True, False, False]]
+    )
+
+
+def test_top_k_mask_attention_weights_live_on_the_chosen_keys_only():
+    rng = np.random.default_rng(1)
+    q, k = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    chosen = top_k_mask(q @ k.T / 2.0, 2, patterns.causal())
+    _, weights = attention(q, k, k, chosen)
+    assert ((weights > 0) == chosen).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize(
+    "scores, k, mask, error, words",
+    [
+        (np.ones(3), 1, None, ValueError, r"scores must have at least 2 .* \(3,\)"),
+        (np.ones((2, 2, 2)), 1, None, ValueError, "2-D"),
+        (np.array([[1.0, np.inf]]), 1, None, ValueError, "finite"),
+        (np.ones((2, 2), dtype=bool), 1, None, TypeError, "real numbers"),
+        (np.ones((2, 2)), 0, None, ValueError, "k must be >= 1"),
+        (np.ones((2, 2)), 1.5, None, TypeError, "k must be a whole number"),
+        (np.ones((2, 2)), 1, np.ones((2, 3), dtype=bool), ValueError, "mask must broadcast"),
+        (np.ones((2, 3)), 1, patterns.causal(), ValueError, "as many queries as keys"),
+    ],
+)
+def test_top_k_mask_rejects_bad_input(scores, k, mask, error, words):
+    with pytest.raises(error, match=words):
+        top_k_mask(scores, k, mask)
 
 
 # --------------------------------------------------------------------------- local_global_pattern
