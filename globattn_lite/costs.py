@@ -561,7 +561,7 @@ PRESETS: dict[str, ModelPreset] = {
                 "transformers Gemma3TextConfig: sliding_window_pattern=6, layer i global when (i + 1) % 6 == 0; "
                 "Gemma Team 2025, Gemma 3 technical report (5 local : 1 global, 128K context for 4B/12B/27B); "
                 "parameters: the text decoder computed from the config (tied embeddings, 4 norms per layer plus q/k "
-                "norms), the vision encoder excluded"
+                "norms), the vision encoder excluded: 11,765,788,416"
             ),
             local_layers=40,
             global_every=6,

@@ -525,7 +525,7 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
     if sinks_window is not None:
         sinks_window = int_arg("sinks_window", sinks_window, minimum=1)
     batch = int_arg("batch", batch, minimum=1)
-    bytes_per_element = costs._bytes_per_element_arg(bytes_per_element)
+    bytes_per_element = costs.element_bytes(bytes_per_element)  # checks it: 4, 2, 1, 0.5 ...
     if budget_bytes is not None:
         budget_bytes = float_arg("budget_bytes", budget_bytes, strictly_positive=True)
     stacks = _stacks_arg(preset, stacks)
@@ -533,8 +533,8 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
     # every curve is piecewise linear with kinks only where a window fills up: sample those exactly
     kinks = [window, window + sinks, (sinks_window or window) + sinks, preset.sliding_window or 1,
              preset.max_context or 1]
-    kinks += [layer[0] + layer[1] for stack, _ in stacks.values() for layer in costs._stack_arg(stack)
-              if layer is not None]
+    kinks += [int(e) for stack, _ in stacks.values() for e in costs.layer_stack_entries(stack, max_tokens)
+              if e < max_tokens]  # a windowed layer stops growing at W + S
     tokens = np.unique(np.clip(np.r_[np.linspace(1, max_tokens, 64).round(), kinks], 1, max_tokens).astype(np.int64))
     fig, ax, own = _figure_and_axes(ax)
     curves = []  # (name, label, bytes at each t, bytes of one sequence at max_tokens, style)
@@ -577,9 +577,12 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
     ax.legend(loc="upper left", fontsize=STYLE["legend_size"])
     shape = (f"latent {preset.kv_latent_dim} per layer" if preset.kv_latent_dim
              else f"{preset.kv_heads} KV heads x {preset.head_dim} dims")
-    where = f"at {max_tokens:,} tokens" + (f" (beyond its {preset.max_context:,}-token context)" if beyond else "")
-    title = [f"{preset.name} KV cache ({preset.layers} layers x {shape}, {bytes_per_element:g} B/element)",
-             f"{where}, batch {batch}: " + "; ".join(summary[:1])] + summary[1:]
+    head = f"{preset.name} KV cache ({preset.layers} layers x {shape}, {bytes_per_element:g} B/element)"
+    if beyond:  # the warning gets the line, each policy its own line below it
+        title = [head, f"at {max_tokens:,} tokens, batch {batch} (beyond its {preset.max_context:,}-token context):"]
+        title += summary
+    else:
+        title = [head, f"at {max_tokens:,} tokens, batch {batch}: " + "; ".join(summary[:1])] + summary[1:]
     _decorate(ax, "\n".join(title), "tokens in context", "KV cache (GiB, whole batch)")
     _fit(fig, own)
     return fig

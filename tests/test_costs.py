@@ -123,6 +123,11 @@ def test_parameter_counts_computed_from_the_configs():
     assert mistral == 7_241_732_096 == PRESETS["Mistral-7B"].parameters == PRESETS["Mistral-7B-v0.2"].parameters
     llama31 = 2 * 128256 * 4096 + 32 * (2 * 4096 * 4096 + kv + 3 * 4096 * 14336 + 2 * 4096) + 4096
     assert llama31 == 8_030_261_248 == PRESETS["Llama-3.1-8B"].parameters  # Meta's published exact count
+    # Gemma (tied embeddings, 4 norms per layer; Gemma 3 adds q and k norms of head_dim each): 16 q / 8 KV heads of 256
+    gemma2 = 256000 * 3584 + 42 * (3584 * 256 * (2 * 16 + 2 * 8) + 3 * 3584 * 14336 + 4 * 3584) + 3584
+    assert gemma2 == 9_241_705_984 == PRESETS["Gemma-2-9B"].parameters
+    gemma3 = 262144 * 3840 + 48 * (3840 * 256 * (2 * 16 + 2 * 8) + 3 * 3840 * 15360 + 4 * 3840 + 2 * 256) + 3840
+    assert gemma3 == 11_765_788_416 == PRESETS["Gemma-3-12B"].parameters
     assert PRESETS["Llama-2-7B"].weights_bytes() == 2 * llama2
     assert PRESETS["Llama-2-7B"].weights_bytes(0.5) == llama2 // 2
     assert PRESETS["gpt-oss-20b"].weights_bytes(1) == 21e9  # all experts stay in memory

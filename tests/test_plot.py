@@ -400,7 +400,7 @@ def test_plot_kv_budget_stacks_precision_and_trained_context():
     _, native = lines["native (the model's own window 4,096)"].get_data()
     assert native[-1] * GIB == 32 * 4096 * 2 * 8 * 128 * 0.5
     title = ax.get_title()
-    assert "0.5 B/element" in title and "(beyond its 8,192-token context)" in title
+    assert "0.5 B/element" in title and "at 32,768 tokens, batch 1 (beyond its 8,192-token context):" in title
     assert "5:1 (needs retraining)" in title
     assert [p.get_label() for p in ax.patches] == ["beyond its trained context (8,192)"]
     # sinks inside the window: S + (W - S) entries, the window's cost
