@@ -583,11 +583,11 @@ PRESETS: dict[str, ModelPreset] = {
                 "num_key_value_heads=8, head_dim=64, sliding_window=128, layer_types alternating "
                 "sliding_attention / full_attention (sliding first), max_position_embeddings=131072 (YaRN, initial "
                 "context 4096); transformers modeling_gpt_oss: one learned sink logit per head; OpenAI 2025, gpt-oss "
-                "model card (arXiv:2508.10925): 21B total parameters, 3.6B active per token"
+                "model card (arXiv:2508.10925): 20.9B total parameters, 3.6B active per token (4 of 32 experts)"
             ),
             local_layers=12,
             max_context=131072,
-            parameters=21e9,
+            parameters=20.9e9,
             active_parameters=3.6e9,
         ),
         ModelPreset(
