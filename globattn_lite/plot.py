@@ -473,62 +473,94 @@ def _policies_arg(policies):
     return out
 
 
-def _policy_label(policy, preset, window, sinks):
+def _policy_label(policy, preset, window, sinks, sinks_window=None):
     native = f"the model's own window {preset.sliding_window:,}" if preset.sliding_window else "no window"
+    recent = window if sinks_window is None else sinks_window
     return {"dense": "dense (every token)", "window": f"window (last {window:,})",
-            "sinks": f"sinks ({sinks} + last {window:,})", "native": f"native ({native})"}[policy]
+            "sinks": f"sinks ({sinks} + last {recent:,})", "native": f"native ({native})"}[policy]
 
 
-def _policy_kwargs(policy, window, sinks):
+def _policy_kwargs(policy, window, sinks, sinks_window=None):
     """The window/sinks arguments ``ModelPreset.kv_bytes`` accepts for a policy."""
     if policy == "native":
         return {}
-    return {"window": window, "sinks": sinks if policy == "sinks" else 0}
+    if policy == "sinks":
+        return {"window": window if sinks_window is None else sinks_window, "sinks": sinks}
+    return {"window": window, "sinks": 0}
+
+
+def _stacks_arg(preset, stacks):
+    """``{label: stack}`` checked against the preset; each value is (stack, needs_retraining)."""
+    if stacks is None:
+        return {}
+    if not isinstance(stacks, Mapping):
+        raise TypeError(f"stacks must be a dict {{label: stack}} (one entry per layer), got {stacks!r}")
+    return {str(label): (stack, bool(preset.stack_problems(stack))) for label, stack in stacks.items()}
 
 
 def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, batch=1,
-                   bytes_per_element=2, budget_bytes=None, ax=None):
+                   bytes_per_element=2, budget_bytes=None, ax=None, sinks_window=None, stacks=None):
     """KV-cache size (GiB) against tokens in context for each cache policy, with a budget line.
 
     ``preset``: a ``costs.ModelPreset`` or a name in ``costs.PRESETS``. Bytes are
     ``preset.kv_bytes(t, policy, window, sinks, batch, bytes_per_element)`` for the whole batch:
     each layer keeps ``costs.kv_entries(policy, t, window, sinks)`` tokens (dense: all t; window:
     the last ``window``, default the preset's sliding window, else 4096; sinks: ``sinks`` first
-    tokens plus the window), and a layer with its own sliding window never keeps more than it.
-    ``"native"`` (not drawn by default) is the model as built (Gemma 2: half its layers local).
+    tokens plus the last ``sinks_window``, default ``window``), and a layer with its own sliding
+    window never keeps more than it. ``"native"`` (not drawn by default) is the model as built
+    (Gemma 2: half its layers local). ``bytes_per_element`` may be 4, 2, 1 or 0.5 (4-bit).
+    ``stacks``: ``{label: stack}`` extra curves from ``preset.stack_kv_bytes`` (one entry per layer:
+    None, W or (W, S)); a stack the released model cannot run is labelled "needs retraining".
+    Tokens beyond the preset's ``max_context`` are shaded and the title says so.
     With ``budget_bytes``, a dashed line marks the budget and the title says how many sequences
     of ``max_tokens`` tokens fit, ``budget_bytes // bytes of one sequence``, per policy.
     """
     preset = _preset_arg(preset)
     max_tokens = int_arg("max_tokens", max_tokens, minimum=1)
-    policies = _policies_arg(policies)
+    policies = _policies_arg(policies) if policies or not stacks else ()
     if window is None:
         window = preset.sliding_window or DEFAULT_WINDOW
     window = int_arg("window", window, minimum=1)
     sinks = int_arg("sinks", sinks, minimum=0)
+    if sinks_window is not None:
+        sinks_window = int_arg("sinks_window", sinks_window, minimum=1)
     batch = int_arg("batch", batch, minimum=1)
-    bytes_per_element = int_arg("bytes_per_element", bytes_per_element, minimum=1)
+    bytes_per_element = costs.element_bytes(bytes_per_element)  # checks it: 4, 2, 1, 0.5 ...
     if budget_bytes is not None:
         budget_bytes = float_arg("budget_bytes", budget_bytes, strictly_positive=True)
+    stacks = _stacks_arg(preset, stacks)
 
     # every curve is piecewise linear with kinks only where a window fills up: sample those exactly
-    kinks = [window, window + sinks, preset.sliding_window or 1]
+    kinks = [window, window + sinks, (sinks_window or window) + sinks, preset.sliding_window or 1,
+             preset.max_context or 1]
+    kinks += [int(e) for stack, _ in stacks.values() for e in costs.layer_stack_entries(stack, max_tokens)
+              if e < max_tokens]  # a windowed layer stops growing at W + S
     tokens = np.unique(np.clip(np.r_[np.linspace(1, max_tokens, 64).round(), kinks], 1, max_tokens).astype(np.int64))
     fig, ax, own = _figure_and_axes(ax)
-    summary, top = [], 0.0
+    curves = []  # (name, label, bytes at each t, bytes of one sequence at max_tokens, style)
     for policy in policies:
-        kwargs = _policy_kwargs(policy, window, sinks)
+        kwargs = _policy_kwargs(policy, window, sinks, sinks_window)
         size = np.array([preset.kv_bytes(int(t), policy, batch=batch, bytes_per_element=bytes_per_element,
                                          **kwargs) for t in tokens], dtype=float)
+        one = preset.kv_bytes(max_tokens, policy, batch=1, bytes_per_element=bytes_per_element, **kwargs)
         # colour and dash both differ, and the window line is wider, so overlapping policies stay visible
         i = ALL_POLICIES.index(policy)
-        ax.plot(tokens, size / GIB, color=OKABE_ITO[[4, 2, 3, 5][i]], linestyle=["-", "-", "--", ":"][i],
-                linewidth=STYLE["line_width"] * (1.8 if policy == "window" else 1),
-                label=_policy_label(policy, preset, window, sinks))
+        style = dict(color=OKABE_ITO[[4, 2, 3, 5][i]], linestyle=["-", "-", "--", ":"][i],
+                     linewidth=STYLE["line_width"] * (1.8 if policy == "window" else 1))
+        curves.append((policy, _policy_label(policy, preset, window, sinks, sinks_window), size, one, style))
+    for j, (label, (stack, retrain)) in enumerate(stacks.items()):
+        size = np.array([preset.stack_kv_bytes(stack, int(t), batch, bytes_per_element, retrained=True)
+                         for t in tokens], dtype=float)
+        one = preset.stack_kv_bytes(stack, max_tokens, 1, bytes_per_element, retrained=True)
+        name = label + (" (needs retraining)" if retrain else "")
+        style = dict(color=OKABE_ITO[[0, 1, 6][j % 3]], linestyle="-.", linewidth=STYLE["line_width"] * 1.4)
+        curves.append((name, f"stack {name}: {costs.describe_stack(stack)}", size, one, style))
+    summary, top = [], 0.0
+    for name, label, size, one, style in curves:
+        ax.plot(tokens, size / GIB, label=label, **style)
         top = max(top, size.max())
-        line = f"{policy}: {size[-1] / GIB:.2f} GiB"
+        line = f"{name}: {size[-1] / GIB:.2f} GiB"
         if budget_bytes is not None:
-            one = preset.kv_bytes(max_tokens, policy, batch=1, bytes_per_element=bytes_per_element, **kwargs)
             fits = int(budget_bytes // one)
             line += f" ({fits:,} sequence{'s' if fits != 1 else ''} fit)"
         summary.append(line)
@@ -536,12 +568,21 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
         ax.axhline(budget_bytes / GIB, color=OKABE_ITO[7], linestyle="-.", linewidth=1.2,
                    label=f"budget {budget_bytes / GIB:.1f} GiB")
         top = max(top, budget_bytes)
+    beyond = preset.beyond_context(max_tokens)
+    if beyond:
+        ax.axvspan(preset.max_context, max_tokens, color="0.85", zorder=0,
+                   label=f"beyond its trained context ({preset.max_context:,})")
     ax.set_xlim(0, max_tokens)
     ax.set_ylim(0, 1.08 * top / GIB)
     ax.legend(loc="upper left", fontsize=STYLE["legend_size"])
-    title = [f"{preset.name} KV cache ({preset.layers} layers x {preset.kv_heads} KV heads x "
-             f"{preset.head_dim} dims, {bytes_per_element} B/element)",
-             f"at {max_tokens:,} tokens, batch {batch}: " + "; ".join(summary[:1])] + summary[1:]
+    shape = (f"latent {preset.kv_latent_dim} per layer" if preset.kv_latent_dim
+             else f"{preset.kv_heads} KV heads x {preset.head_dim} dims")
+    head = f"{preset.name} KV cache ({preset.layers} layers x {shape}, {bytes_per_element:g} B/element)"
+    if beyond:  # the warning gets the line, each policy its own line below it
+        title = [head, f"at {max_tokens:,} tokens, batch {batch} (beyond its {preset.max_context:,}-token context):"]
+        title += summary
+    else:
+        title = [head, f"at {max_tokens:,} tokens, batch {batch}: " + "; ".join(summary[:1])] + summary[1:]
     _decorate(ax, "\n".join(title), "tokens in context", "KV cache (GiB, whole batch)")
     _fit(fig, own)
     return fig

@@ -342,8 +342,8 @@ def receptive_field_explorer(n=64, window=None, layers=3, global_tokens=0, causa
 
 # --------------------------------------------------------------------------- KV budget
 
-TOKEN_CHOICES = tuple((f"{2**p // 1024}K", 2**p) for p in range(10, 18))  # 1K ... 128K
-DTYPES = (("fp32 (4 B)", 4), ("fp16 / bf16 (2 B)", 2), ("int8 / fp8 (1 B)", 1))
+TOKEN_CHOICES = tuple((f"{2**p:,}", 2**p) for p in range(10, 18))  # 1,024 ... 131,072: the exact count shows
+DTYPES = (("fp32 (4 B)", 4), ("fp16 / bf16 (2 B)", 2), ("int8 / fp8 (1 B)", 1), ("4-bit (0.5 B)", 0.5))
 POLICY_CHOICES = {
     "all": ("dense", "native", "window", "sinks"),
     "dense": ("dense",),
@@ -354,31 +354,45 @@ POLICY_CHOICES = {
 
 
 def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_element=2, policy="all",
-                       window=None, sinks=4, budget_gib=24.0):
-    """Explore KV-cache memory: model preset, context tokens, batch, dtype, cache policy,
-    window, sinks and a memory budget (GiB); the title says how many sequences fit.
+                       window=None, sinks=4, budget_gib=24.0, stack=None, sinks_in_window=True):
+    """Explore KV-cache memory: model preset, context tokens, batch, element size (fp32 down to
+    4-bit), cache policy, window, sinks and a memory budget (GiB); the title says how many
+    sequences fit and whether the context is beyond what the model was trained for.
 
-    Changing the preset resets the window to the model's own sliding window (4096 if it has
-    none). Returns an :class:`Explorer`.
+    ``sinks_in_window`` (default): the sinks policy keeps S sinks + the last W - S tokens, S + (W - S)
+    = W entries per layer, so it costs exactly what the window W costs; False keeps S + W.
+    ``stack``: optionally ``(label, layers)`` with one entry per layer of the preset (None, W or
+    (W, S)), drawn as an extra curve (a design from notebook 08); the model menu is then fixed to
+    ``preset``. Changing the preset resets the window to the model's own sliding window (4096 if it
+    has none). Returns an :class:`Explorer`.
     """
     preset = choice_arg("preset", preset, costs.PRESETS)
     if tokens not in dict(TOKEN_CHOICES).values():
         raise ValueError(f"tokens must be one of {[v for _, v in TOKEN_CHOICES]}, got {tokens!r}")
-    if int_arg("bytes_per_element", bytes_per_element) not in (4, 2, 1):
-        raise ValueError(f"bytes_per_element must be 4, 2 or 1, got {bytes_per_element!r}")
+    if isinstance(bytes_per_element, (bool, np.bool_)) or bytes_per_element not in dict((v, k) for k, v in DTYPES):
+        raise (TypeError if isinstance(bytes_per_element, (bool, np.bool_)) else ValueError)(
+            f"bytes_per_element must be 4, 2, 1 or 0.5, got {bytes_per_element!r}")
     policy = choice_arg("policy", policy, POLICY_CHOICES)
+    stacks = None
+    if stack is not None:
+        if not (isinstance(stack, tuple) and len(stack) == 2 and isinstance(stack[0], str)):
+            raise TypeError(f"stack must be a pair (label, layers), got {stack!r}")
+        costs.PRESETS[preset].stack_problems(stack[1])  # raises if it has the wrong number of layers
+        stacks = {stack[0]: stack[1]}
     if window is None:
         window = costs.PRESETS[preset].sliding_window or plot.DEFAULT_WINDOW
     controls = {
-        "preset": _dropdown("model", list(costs.PRESETS), preset),
+        "preset": _dropdown("model", [preset] if stacks else list(costs.PRESETS), preset),
         "tokens": widgets.SelectionSlider(options=TOKEN_CHOICES, value=tokens, description="tokens",
                                           continuous_update=False, style=_DESCRIPTION, layout=_WIDE),
         "batch": _slider("batch", int_arg("batch", batch, minimum=1, maximum=64), 1, 64),
-        "dtype": _dropdown("dtype", DTYPES, bytes_per_element),
+        "dtype": _dropdown("KV element", DTYPES, bytes_per_element),
         "policy": _dropdown("policy", list(POLICY_CHOICES), policy),
-        "window": _slider("window W", int_arg("window", window, minimum=256, maximum=32768), 256, 32768,
-                          step=256),
+        "window": _slider("window W", int_arg("window", window, minimum=128, maximum=32768), 128, 32768,
+                          step=128),
         "sinks": _slider("sinks S", int_arg("sinks", sinks, minimum=0, maximum=64), 0, 64),
+        "sinks_in_window": widgets.Checkbox(value=bool(sinks_in_window), description="sinks inside W",
+                                            style=_DESCRIPTION, layout=_WIDE),
         "budget": _float_slider("budget (GiB)", "budget_gib", budget_gib, 1.0, 160.0, 1.0),
     }
 
@@ -387,11 +401,14 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
             c["window"].value = costs.PRESETS[c["preset"].value].sliding_window or plot.DEFAULT_WINDOW
         uses_window = any(p in ("window", "sinks") for p in POLICY_CHOICES[c["policy"].value])
         c["window"].disabled = not uses_window
-        c["sinks"].disabled = "sinks" not in POLICY_CHOICES[c["policy"].value]
+        uses_sinks = "sinks" in POLICY_CHOICES[c["policy"].value]
+        c["sinks"].disabled = c["sinks_in_window"].disabled = not uses_sinks
 
     def draw(v):
+        recent = max(1, v["window"] - v["sinks"]) if v["sinks_in_window"] else v["window"]
         return plot.plot_kv_budget(v["preset"], v["tokens"], policies=POLICY_CHOICES[v["policy"]],
-                                   window=v["window"], sinks=v["sinks"], batch=v["batch"],
-                                   bytes_per_element=v["dtype"], budget_bytes=v["budget"] * plot.GIB)
+                                   window=v["window"], sinks=v["sinks"], sinks_window=recent, batch=v["batch"],
+                                   bytes_per_element=v["dtype"], budget_bytes=v["budget"] * plot.GIB,
+                                   stacks=stacks)
 
     return Explorer("KV-budget explorer", controls, draw, sync)

@@ -131,6 +131,9 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                 lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
                 shots.append(nb.screenshot_cell(i, ARTIFACTS / f"{name}-after.png"))
                 print(f"{name}: slider {before['label']!r} {before['readout']} -> {after['readout']}: new image")
+                for label in nb.toggle_checkboxes(i):  # e.g. the KV explorer's "sinks inside W"
+                    lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
+                    print(f"{name}: checkbox {label!r} ticked: new image")
 
             page.wait_for_timeout(1000)  # settle: a late redraw must not leave anything blank
             for cell, name in zip(widget_cells, names):

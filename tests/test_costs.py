@@ -90,21 +90,71 @@ def test_bytes_per_element():
 
 
 def test_preset_numbers():
+    # (layers, query heads, KV heads, head_dim, window, local layers, max_context): each from its config (see source)
     expected = {
-        "Llama-2-7B": (32, 32, 32, 128, None, 0),
-        "Mistral-7B": (32, 32, 8, 128, 4096, 32),
-        "Gemma-2-9B": (42, 16, 8, 256, 4096, 21),
+        "Llama-2-7B": (32, 32, 32, 128, None, 0, 4096),
+        "Mistral-7B": (32, 32, 8, 128, 4096, 32, 8192),
+        "Gemma-2-9B": (42, 16, 8, 256, 4096, 21, 8192),
+        "Falcon-7B": (32, 71, 1, 64, None, 0, 2048),
+        "Llama-3.1-8B": (32, 32, 8, 128, None, 0, 131072),
+        "Mistral-7B-v0.2": (32, 32, 8, 128, None, 0, 32768),
+        "Gemma-3-12B": (48, 16, 8, 256, 1024, 40, 131072),
+        "gpt-oss-20b": (24, 64, 8, 64, 128, 12, 131072),
+        "DeepSeek-V3": (61, 128, 128, 128, None, 0, 131072),
     }
     assert set(PRESETS) == set(expected)
-    for name, (layers, heads, kv_heads, head_dim, window, local) in expected.items():
+    for name, (layers, heads, kv_heads, head_dim, window, local, context) in expected.items():
         p = PRESETS[name]
         assert p.name == name
-        assert (p.layers, p.heads, p.kv_heads, p.head_dim, p.sliding_window, p.local_layers) == (
-            layers, heads, kv_heads, head_dim, window, local,
+        assert (p.layers, p.heads, p.kv_heads, p.head_dim, p.sliding_window, p.local_layers, p.max_context) == (
+            layers, heads, kv_heads, head_dim, window, local, context,
         )
-        assert "config" in p.source and p.layer_pattern
+        assert "config" in p.source and p.layer_pattern and p.parameters > 1e9
     with pytest.raises(Exception):
         PRESETS["Llama-2-7B"].layers = 1  # frozen
+
+
+def test_parameter_counts_computed_from_the_configs():
+    # Hand-computed from config.json: embeddings (x2 when untied) + 32 x (q, k, v, o + 3 MLP matrices + 2 norms) + norm.
+    llama2 = 2 * 32000 * 4096 + 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096) + 4096
+    assert llama2 == 6_738_415_616 == PRESETS["Llama-2-7B"].parameters
+    kv = 2 * 4096 * 8 * 128  # GQA: k and v project to 8 heads of 128
+    mistral = 2 * 32000 * 4096 + 32 * (2 * 4096 * 4096 + kv + 3 * 4096 * 14336 + 2 * 4096) + 4096
+    assert mistral == 7_241_732_096 == PRESETS["Mistral-7B"].parameters == PRESETS["Mistral-7B-v0.2"].parameters
+    llama31 = 2 * 128256 * 4096 + 32 * (2 * 4096 * 4096 + kv + 3 * 4096 * 14336 + 2 * 4096) + 4096
+    assert llama31 == 8_030_261_248 == PRESETS["Llama-3.1-8B"].parameters  # Meta's published exact count
+    # Gemma (tied embeddings, 4 norms per layer; Gemma 3 adds q and k norms of head_dim each): 16 q / 8 KV heads of 256
+    gemma2 = 256000 * 3584 + 42 * (3584 * 256 * (2 * 16 + 2 * 8) + 3 * 3584 * 14336 + 4 * 3584) + 3584
+    assert gemma2 == 9_241_705_984 == PRESETS["Gemma-2-9B"].parameters
+    gemma3 = 262144 * 3840 + 48 * (3840 * 256 * (2 * 16 + 2 * 8) + 3 * 3840 * 15360 + 4 * 3840 + 2 * 256) + 3840
+    assert gemma3 == 11_765_788_416 == PRESETS["Gemma-3-12B"].parameters
+    assert PRESETS["Llama-2-7B"].weights_bytes() == 2 * llama2
+    assert PRESETS["Llama-2-7B"].weights_bytes(0.5) == llama2 // 2
+    assert PRESETS["gpt-oss-20b"].weights_bytes(1) == 20.9e9  # all experts stay in memory, not the 3.6B active
+
+
+def test_native_stacks_follow_the_configs_layer_types():
+    gemma3 = PRESETS["Gemma-3-12B"].native_stack
+    assert len(gemma3) == 48 and [i for i, layer in enumerate(gemma3) if layer is None] == list(range(5, 48, 6))
+    gpt_oss = PRESETS["gpt-oss-20b"].native_stack
+    assert gpt_oss[0::2] == (128,) * 12 and gpt_oss[1::2] == (None,) * 12  # sliding first
+    assert PRESETS["Mistral-7B"].native_stack == (4096,) * 32
+    assert PRESETS["Mistral-7B-v0.2"].native_stack == (None,) * 32
+    g = PRESETS["Gemma-3-12B"]
+    per_layer = 2 * 8 * 256 * 2
+    assert g.kv_bytes(131072, "native") == per_layer * (40 * 1024 + 8 * 131072)
+    assert g.stack_kv_bytes(g.native_stack, 131072) == g.kv_bytes(131072, "native")
+
+
+def test_mqa_and_mla_bytes_per_token():
+    assert PRESETS["Falcon-7B"].kv_bytes_per_token() == 2 * 32 * 1 * 64 * 2 == 8 * KiB  # one KV head
+    ds = PRESETS["DeepSeek-V3"]
+    # one latent of kv_lora_rank 512 + one RoPE key of 64, shared by all 128 heads, per token and layer
+    assert ds.kv_elements_per_token_layer == 576
+    assert ds.kv_bytes_per_token() == 61 * 576 * 2 == 70_272
+    # what 128 heads of K and V (128 dims each) would cost instead: 2 * 128 * 128 = 32,768 elements per layer
+    assert 2 * ds.kv_heads * ds.head_dim / ds.kv_elements_per_token_layer == pytest.approx(56.9, abs=0.05)
+    assert ds.kv_bytes(1000, batch=2, bytes_per_element=1) == 2 * 1000 * 61 * 576
 
 
 def test_gemma2_interleaving_local_layers_cap_at_the_window():
@@ -131,6 +181,18 @@ def test_eviction_policy_on_gemma2_never_exceeds_a_local_layers_own_window():
     e = gemma.kv_entries_per_layer(100_000, "sinks", window=1020, sinks=4)
     assert (e == 1024).all()
     assert gemma.kv_bytes(100_000, "sinks", window=1020, sinks=4, batch=3) == 3 * 1024 * gemma.kv_bytes_per_token()
+
+
+def test_preset_validation_of_new_fields():
+    with pytest.raises(ValueError, match="global_every=6"):
+        ModelPreset("x", 12, 4, 4, 8, 16, "", "", local_layers=9, global_every=6)
+    assert ModelPreset("x", 12, 4, 4, 8, 16, "", "", local_layers=10, global_every=6).global_layers == 2
+    with pytest.raises(ValueError, match="max_context"):
+        ModelPreset("x", 2, 4, 4, 8, None, "", "", max_context=0)
+    with pytest.raises(ValueError, match="parameters"):
+        ModelPreset("x", 2, 4, 4, 8, None, "", "", parameters=-1.0)
+    with pytest.raises(ValueError, match="no parameter count"):
+        ModelPreset("x", 2, 4, 4, 8, None, "", "").weights_bytes()
 
 
 def test_preset_batch_scales_linearly():
@@ -422,3 +484,158 @@ def test_pairs_scored_bad_input():
         pairs_scored(P.causal(), 8, heads=0)
     with pytest.raises(ValueError, match="pattern"):
         pairs_scored(np.ones((4, 4), bool), 8)
+
+
+# --- precision, layer stacks, serving, compute -----------------------------------------------
+
+
+def test_element_sizes_down_to_4_bits_with_group_scales():
+    from globattn_lite.costs import PRECISIONS, element_bytes
+
+    assert [PRECISIONS[k] for k in ("fp32", "bf16", "fp16", "fp8", "int8", "int4")] == [4, 2, 2, 1, 1, 0.5]
+    assert element_bytes("int4") == 0.5
+    assert element_bytes("int4", group_size=32) == 0.5 + 2 / 32  # one fp16 scale per 32 elements
+    assert element_bytes("int8", group_size=64, scale_bytes=4) == 1 + 4 / 64  # fp16 scale + fp16 zero point
+    assert element_bytes(0.5) == 0.5
+    assert kv_cache_bytes(32, 8, 128, 4096, bytes_per_element=0.5) == GiB // 8
+    assert kv_cache_bytes(1, 1, 1, 1, bytes_per_element=0.5) == 1
+    assert kv_cache_bytes(1, 1, 1, 1, bytes_per_element=0.3) == 1  # 0.6 bytes rounds up to a whole byte
+    assert PRESETS["Mistral-7B-v0.2"].kv_bytes(60_000, bytes_per_element=0.5) == 60_000 * 131_072 // 4
+    with pytest.raises(ValueError, match="precision"):
+        element_bytes("int3")
+    with pytest.raises(ValueError, match="group_size"):
+        element_bytes("int4", group_size=0)
+    with pytest.raises(ValueError, match="bytes_per_element"):
+        kv_cache_bytes(1, 1, 1, 1, bytes_per_element=-0.5)
+
+
+def test_layer_stack_kv_bytes_hand_computed():
+    from globattn_lite.costs import describe_stack, layer_stack_entries, layer_stack_kv_bytes
+
+    stack = [None, 4096, (1020, 4)]
+    np.testing.assert_array_equal(layer_stack_entries(stack, 10_000), [10_000, 4096, 1024])
+    np.testing.assert_array_equal(layer_stack_entries(stack, 500), [500, 500, 500])
+    per_entry = 2 * 8 * 128 * 2
+    assert layer_stack_kv_bytes(stack, 8, 128, 10_000) == per_entry * (10_000 + 4096 + 1024)
+    assert layer_stack_kv_bytes(stack, 8, 128, 10_000, batch=3, bytes_per_element=1) == 3 * per_entry // 2 * 15_120
+    assert layer_stack_kv_bytes([None] * 32, 32, 128, 4096) == kv_cache_bytes(32, 32, 128, 4096) == 2 * GiB
+    assert describe_stack([1024] * 5 + [None]) == "5 x window 1,024 + 1 x full"
+    assert describe_stack([(2044, 4)] * 2) == "2 x 4 sinks + 2,044 recent"
+    with pytest.raises(TypeError, match="one entry per layer"):
+        layer_stack_entries([], 10)
+    with pytest.raises(ValueError, match=r"layers\[1\] window W"):
+        layer_stack_entries([None, 0], 10)
+    with pytest.raises(ValueError, match=r"layers\[0\] must be None"):
+        layer_stack_entries([(1, 2, 3)], 10)
+    with pytest.raises(TypeError, match=r"layers\[0\] sinks S"):
+        layer_stack_entries([(16, 1.5)], 10)
+
+
+def test_the_issues_scenario_4_numbers():
+    # Mistral-7B (v0.1) can never attend further back than 4,096 tokens: 4 sinks + 16,380 recent is refused ...
+    mistral = PRESETS["Mistral-7B"]
+    with pytest.raises(ValueError, match="can never attend to"):
+        mistral.stack_kv_bytes([(16_380, 4)] * 32, 131_072)
+    assert len(mistral.stack_problems([(16_380, 4)] * 32)) == 32
+    assert mistral.stack_problems([2048] * 32) == []  # a smaller window is an eviction policy
+    # ... its native cache is 0.50 GiB at any length, not 2.0 GiB
+    assert mistral.kv_bytes(131_072, "native") == GiB // 2
+    assert mistral.stack_kv_bytes([(16_380, 4)] * 32, 131_072, retrained=True) == 2 * GiB
+    # Gemma-2-9B keeps its whole 8,192-token context in its native cache: 1.97 GiB, inside a 2 GiB budget
+    gemma = PRESETS["Gemma-2-9B"]
+    assert gemma.kv_bytes(8192, "native") == 2 * 8 * 256 * 2 * (21 * 8192 + 21 * 4096) == 2_113_929_216
+    assert round(gemma.kv_bytes(8192, "native") / GiB, 2) == 1.97
+    assert not gemma.beyond_context(8192) and gemma.beyond_context(8193)
+    assert not PRESETS["Mistral-7B-v0.2"].beyond_context(32768)
+    with pytest.raises(ValueError, match="needs 42 layers"):
+        gemma.stack_problems([None] * 32)
+
+
+@given(st.integers(0, 70), st.integers(1, 20), st.integers(0, 6))
+def test_stack_pairs_closed_form_equals_counting_the_mask(n, W, S):
+    from globattn_lite.costs import layer_stack_pairs
+
+    counted = int((P.causal() & (P.sliding_window(W) | P.sinks(S))).mask(n).sum()) if n else 0
+    assert layer_stack_pairs([(W, S)], n) == counted
+    assert layer_stack_pairs([None, W], n) == n * (n + 1) // 2 + (int((P.causal() & P.sliding_window(W)).mask(n).sum()) if n else 0)
+
+
+def test_prefix_caching_paging_and_tenants_hand_computed():
+    from globattn_lite.costs import kv_pool_bytes, max_concurrent_sequences
+
+    m = PRESETS["Mistral-7B-v0.2"]  # 32 full layers, 128 KiB per token
+    per_token = 131_072
+    # 10 sequences sharing a 500-token prefix, 1000 own tokens each: the prefix is held once
+    assert kv_pool_bytes(m, 1000, 10, prefix_tokens=500) == per_token * (500 + 10 * 1000)
+    assert kv_pool_bytes(m, 1500, 10) == per_token * 15_000  # without prefix caching
+    # two isolated tenants never share: each holds its own copy of the prefix
+    assert kv_pool_bytes(m, 1000, 10, prefix_tokens=500, tenants=2) == 2 * per_token * 10_500
+    # paged blocks of 16: 500 -> 512 and 1000 -> 1008 entries per layer
+    assert kv_pool_bytes(m, 1000, 10, prefix_tokens=500, block_size=16) == per_token * (512 + 10 * 1008)
+    # a windowed layer keeps min(prefix + own, W) per sequence (Mistral v0.1's rolling buffer)
+    assert kv_pool_bytes(PRESETS["Mistral-7B"], 8000, 3, prefix_tokens=1000) == 3 * 4096 * per_token
+    # reserving the maximum vs paging at the expected length
+    budget = 16 * GiB
+    assert max_concurrent_sequences(budget, m, 32_768) == 4  # 4 GiB per reserved 32K sequence
+    assert max_concurrent_sequences(budget, m, 2_000, block_size=16) == budget // (2_000 * per_token)  # 2000 = 125 blocks
+    assert max_concurrent_sequences(budget, m, 1_000, prefix_tokens=500) == (budget - 500 * per_token) // (1000 * per_token)
+    assert max_concurrent_sequences(100, m, 1_000, prefix_tokens=500) == 0
+    with pytest.raises(TypeError, match="preset must be a ModelPreset"):
+        kv_pool_bytes("Mistral-7B", 10, 1)
+    with pytest.raises(ValueError, match="can never attend to"):
+        kv_pool_bytes(PRESETS["Mistral-7B"], 10, 1, stack=[None] * 32)
+
+
+def test_prefill_flops_decode_bytes_and_a_hardware_line():
+    from globattn_lite.costs import Hardware, decode_bytes_per_token, prefill_flops
+
+    m = PRESETS["Mistral-7B-v0.2"]
+    n = 32_768
+    dense_pairs = 32 * n * (n + 1) // 2
+    assert prefill_flops(m, n) == 2 * m.parameters * n + 4 * 128 * 32 * dense_pairs
+    interleaved = tuple(None if (i + 1) % 6 == 0 else 1024 for i in range(32))  # 5 local : 1 global, a retrained what-if
+    # attention FLOPs alone shrink to about 0.21; with the projections and MLPs the prompt costs about 0.70
+    attention_only = (prefill_flops(m, n, interleaved, retrained=True) - 2 * m.parameters * n) / (4 * 128 * 32 * dense_pairs)
+    assert round(attention_only, 2) == 0.21
+    assert round(prefill_flops(m, n, interleaved, retrained=True) / prefill_flops(m, n), 2) == 0.71
+    # mixture of experts: the compute uses the active parameters, the weights memory the total
+    oss = PRESETS["gpt-oss-20b"]
+    assert prefill_flops(oss, 1) == 2 * 3.6e9 + 4 * 64 * 64 * 24
+    assert decode_bytes_per_token(m, n) == 2 * m.parameters + n * 131_072
+    assert decode_bytes_per_token(m, n, bytes_per_parameter=0.5, bytes_per_element=1, batch=2) == (
+        0.5 * m.parameters + 2 * n * 65_536)
+    hw = Hardware("assumed accelerator", peak_flops=400e12, bandwidth=2e12, flops_utilisation=0.5,
+                  bandwidth_utilisation=0.8)
+    assert hw.time_to_first_token(m, n) == pytest.approx(prefill_flops(m, n) / 200e12)
+    assert hw.tokens_per_second(m, n) == pytest.approx(1.6e12 / decode_bytes_per_token(m, n))
+    with pytest.raises(ValueError, match="at most 1"):
+        Hardware("x", 1e12, 1e12, flops_utilisation=1.5)
+    with pytest.raises(ValueError, match="peak_flops"):
+        Hardware("x", 0, 1e12)
+
+
+def test_against_published_kv_cache_estimators():
+    """Figures published by three independent KV-cache estimators:
+
+    * llama.cpp's f16 KV allocations at a 2,048-token context, as listed in the Hugging Face discussion
+      dranger003/c4ai-command-r-v01-iMat.GGUF #6 ("Is the KV cache of these models unusually high?"):
+      Meta-Llama-3-8B-Instruct 256 MiB (keys 128 MiB, values 128 MiB), Meta-Llama-3-70B-Instruct 640 MiB,
+      Qwen1.5-32B-Chat 512 MiB, Yi-1.5-34B-Chat 480 MiB, c4ai-command-r-v01 2,560 MiB (it has no GQA).
+      Llama 3 8B has Llama-3.1-8B's attention shape; the other shapes are from their config.json files.
+    * the Rust crate kv-cache-size 0.1.1 (docs.rs README example): Llama 3.1 8B, bf16, 131,072 bytes per token.
+    * the Hugging Face Space gaunernst/kv-cache-calculator (app.py): for DeepSeek-V2/V3 (MLA) it counts
+      ``num_layers * (kv_lora_rank + qk_rope_head_dim)`` elements per token, for other models
+      ``num_layers * num_kv_heads * head_dim * 2``; and DeepSeek-V2's paper (Table 1): MLA's cache equals
+      GQA's with 2.25 groups (d_c = 4 d_h, d_h^R = d_h / 2).
+    """
+    MiB = 2**20
+    assert PRESETS["Llama-3.1-8B"].kv_bytes(2048) == 256 * MiB
+    assert PRESETS["Llama-3.1-8B"].kv_bytes(2048) // 2 == 128 * MiB  # keys alone
+    assert kv_cache_bytes(80, 8, 128, 2048) == 640 * MiB  # Llama-3-70B: 80 layers, 8 KV heads
+    assert kv_cache_bytes(64, 8, 128, 2048) == 512 * MiB  # Qwen1.5-32B: 64 layers, 8 KV heads
+    assert kv_cache_bytes(60, 8, 128, 2048) == 480 * MiB  # Yi-1.5-34B: 60 layers, 8 KV heads
+    assert kv_cache_bytes(40, 64, 128, 2048) == 2560 * MiB  # Command-R v01: 40 layers, 64 KV heads
+    assert PRESETS["Llama-3.1-8B"].kv_bytes_per_token() == 131_072
+    ds = PRESETS["DeepSeek-V3"]
+    assert ds.kv_bytes_per_token() == ds.layers * (512 + 64) * 2
+    assert ds.kv_elements_per_token_layer == 2 * 2.25 * ds.head_dim  # MLA = GQA with 2.25 groups of 128

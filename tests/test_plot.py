@@ -389,9 +389,39 @@ def test_plot_kv_budget_gemma_native_and_one_token():
     assert len(ax.get_lines()) == 3
 
 
+def test_plot_kv_budget_stacks_precision_and_trained_context():
+    stack = tuple(None if (i + 1) % 6 == 0 else 1024 for i in range(32))
+    fig = plot.plot_kv_budget("Mistral-7B", 32768, policies=("native",), bytes_per_element=0.5,
+                              stacks={"5:1": stack}, budget_bytes=4 * GIB)
+    ax = fig.axes[0]
+    lines = lines_by_label(ax)
+    _, y = lines["stack 5:1 (needs retraining): 27 x window 1,024 + 5 x full"].get_data()
+    assert y[-1] * GIB == (27 * 1024 + 5 * 32768) * 2 * 8 * 128 * 0.5  # 4-bit elements
+    _, native = lines["native (the model's own window 4,096)"].get_data()
+    assert native[-1] * GIB == 32 * 4096 * 2 * 8 * 128 * 0.5
+    title = ax.get_title()
+    assert "0.5 B/element" in title and "at 32,768 tokens, batch 1 (beyond its 8,192-token context):" in title
+    assert "5:1 (needs retraining)" in title
+    assert [p.get_label() for p in ax.patches] == ["beyond its trained context (8,192)"]
+    # sinks inside the window: S + (W - S) entries, the window's cost
+    ax = plot.plot_kv_budget("Llama-2-7B", 4096, policies=("window", "sinks"), window=2048, sinks_window=2044).axes[0]
+    _, window = lines_by_label(ax)["window (last 2,048)"].get_data()
+    _, sinks = lines_by_label(ax)["sinks (4 + last 2,044)"].get_data()
+    np.testing.assert_array_equal(window, sinks)
+    assert not ax.patches  # 4,096 is Llama 2's own context
+    # multi-head latent attention: one latent per token and layer
+    ax = plot.plot_kv_budget("DeepSeek-V3", 1024, policies=("dense",)).axes[0]
+    assert "61 layers x latent 576 per layer" in ax.get_title()
+    _, y = lines_by_label(ax)["dense (every token)"].get_data()
+    assert y[-1] * GIB == 1024 * 70_272
+
+
 @pytest.mark.parametrize(
     "kwargs, error, words",
     [
+        (dict(stacks=[None] * 32), TypeError, 'stacks must be a dict'),
+        (dict(stacks={"x": [None] * 3}), ValueError, 'needs 32 layers'),
+        (dict(bytes_per_element=0), ValueError, 'bytes_per_element'),
         (dict(preset="GPT-9"), ValueError, 'preset must be one of'),
         (dict(preset=7), TypeError, 'preset must be a ModelPreset'),
         (dict(max_tokens=0), ValueError, 'max_tokens must be >= 1'),

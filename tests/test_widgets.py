@@ -187,6 +187,7 @@ def test_mask_explorer_rejects_bad_arguments():
         (lambda: W.softmax_explorer(boost=9.0), ValueError, "boost must be between 0 and 8"),
         (lambda: W.kv_budget_explorer(budget_gib=500), ValueError, "budget_gib must be between 1 and 160"),
         (lambda: W.kv_budget_explorer(bytes_per_element=True), TypeError, "bytes_per_element"),
+        (lambda: W.kv_budget_explorer(bytes_per_element=3), ValueError, "4, 2, 1 or 0.5"),
         (lambda: W.explorer_scores(4, seed="a"), TypeError, "seed"),
         (lambda: W.explorer_scores(4, seed=-1), ValueError, "seed"),
     ],
@@ -300,8 +301,13 @@ def test_kv_budget_explorer_each_control():
     move(ex, "policy", "sinks")
     assert not ex.controls["sinks"].disabled
     move(ex, "sinks", 16)
+    # by default the sinks sit inside the window: 16 + 4,080 = 4,096 entries, what the window costs
+    assert "sinks (16 + last 4,080)" in [line.get_label() for line in ex.figure.axes[0].get_lines()]
+    assert f"sinks: {2 * 4096 * 131_072 * 4 / GIB:.2f} GiB" in title(ex)
+    move(ex, "sinks_in_window", False)
     assert "sinks (16 + last 4,096)" in [line.get_label() for line in ex.figure.axes[0].get_lines()]
     move(ex, "policy", "window")
+    assert ex.controls["sinks_in_window"].disabled
     assert ex.controls["sinks"].disabled and not ex.controls["window"].disabled
     move(ex, "window", 2048)
     assert "window (last 2,048)" in [line.get_label() for line in ex.figure.axes[0].get_lines()]
@@ -310,6 +316,30 @@ def test_kv_budget_explorer_each_control():
     move(ex, "policy", "dense")
     assert ex.controls["window"].disabled
     assert f"dense: {dense_gib(llama, 8192, 4, 4):.2f} GiB" in title(ex)
+    assert "beyond its 4,096-token context" in title(ex)  # Llama 2 was trained for 4,096 tokens
+    assert any("beyond its trained context" in p.get_label() for p in ex.figure.axes[0].patches)
+    move(ex, "dtype", 0.5)  # a 4-bit cache
+    assert "0.5 B/element" in title(ex) and f"dense: {dense_gib(llama, 8192, 4, 0.5):.2f} GiB" in title(ex)
+    move(ex, "tokens", 4096)
+    assert "at 4,096 tokens, batch 4" in title(ex) and "beyond" not in title(ex)
+    assert ex.controls["tokens"].label == "4,096"  # the slider shows the exact token count
+
+
+def test_kv_budget_explorer_shows_a_stack_and_marks_retraining():
+    gemma3_like = tuple(None if (i + 1) % 6 == 0 else 1024 for i in range(32))
+    ex = W.kv_budget_explorer(preset="Mistral-7B-v0.2", tokens=32768, policy="native",
+                              stack=("5:1 local 1024", gemma3_like))
+    labels = [line.get_label() for line in ex.figure.axes[0].get_lines()]
+    assert "stack 5:1 local 1024: 27 x window 1,024 + 5 x full" in labels
+    expected = costs.PRESETS["Mistral-7B-v0.2"].stack_kv_bytes(gemma3_like, 32768) / GIB
+    assert f"5:1 local 1024: {expected:.2f} GiB" in title(ex)  # v0.2 has no window: an eviction policy
+    assert list(ex.controls["preset"].options) == ["Mistral-7B-v0.2"]
+    ex = W.kv_budget_explorer(preset="Mistral-7B", tokens=32768, stack=("dense", (None,) * 32))
+    assert "dense (needs retraining)" in title(ex)  # v0.1's layers never see past 4,096 keys
+    with pytest.raises(ValueError, match="needs 32 layers"):
+        W.kv_budget_explorer(preset="Mistral-7B", stack=("short", (None,) * 3))
+    with pytest.raises(TypeError, match="stack must be a pair"):
+        W.kv_budget_explorer(stack=(None,) * 32)
 
 
 # --------------------------------------------------------------------------- threads

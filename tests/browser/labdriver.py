@@ -470,6 +470,28 @@ class NotebookPage:
         return slider, after
 
 
+    def toggle_checkboxes(self, index: int, timeout_ms: int = 30_000) -> list[str]:
+        """Click every enabled checkbox of the cell, waiting each time for a new, loaded image.
+        Returns the checkboxes' labels."""
+        boxes = self.cell(index).locator(".widget-checkbox input[type=checkbox]:not([disabled])")
+        labels = []
+        for k in range(boxes.count()):
+            box = boxes.nth(k)
+            label = box.locator("xpath=..").text_content().strip()
+            before = self.image_signature(index)
+            box.scroll_into_view_if_needed()
+            box.click()
+            try:
+                self.page.wait_for_function(
+                    "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
+                    arg=[self.notebook, index, before], timeout=timeout_ms, polling=50)
+            except PlaywrightTimeoutError:
+                raise AssertionError(f"cell {index}: ticking checkbox {label!r} brought no new image "
+                                     f"within {timeout_ms / 1000:.0f} s") from None
+            labels.append(label)
+        return labels
+
+
 # What an explorer shows in its status line when a redraw raised (globattn_lite.widgets).
 REDRAW_FAILED = "Cannot draw"
 
