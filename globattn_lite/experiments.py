@@ -2,7 +2,8 @@
 
     python -m globattn_lite.experiments long_range   # 1. window vs global tokens on long-range retrieval
     python -m globattn_lite.experiments streaming    # 2. StreamingLLM at toy scale: sinks and KV eviction
-    python -m globattn_lite.experiments memory       # 3. k facts through g global tokens (one nested-slot model)
+    python -m globattn_lite.experiments memory       # 3. k facts through g global tokens (one nested-slot model),
+                                                     #    and the question token global instead
     (add --quick for a few-step smoke run written to a temporary folder)
 
 Training writes ``checkpoints/<name>.pt`` (float16 state dicts) and ``checkpoints/<name>.json``
@@ -430,6 +431,10 @@ MEMORY = {
     "batch": 64,
     "lr": 5e-3,  # AdamW (weight decay 0.01), 50 warm-up steps, grad-norm clip 1.0 (see train())
     "test_size": 512,  # per k, at the last stage's length
+    # the Longformer QA practice for comparison: no slots, the question token itself global
+    # (band r=1 | global_positions([n - 1])), same model size, trained at n=64 from scratch
+    "question_steps": 1200,
+    "usage_ks": [2, 8],  # k at which memory_slot_usage switches slots off one at a time
 }
 
 
@@ -450,15 +455,36 @@ def memory_mask(g, n, slots=None, radius=None) -> np.ndarray:
     the model behaves exactly like one with g prepended global tokens.
     """
     S = MEMORY["slots"] if slots is None else slots
-    r = MEMORY["radius"] if radius is None else radius
     int_arg("g", g, minimum=0, maximum=S)
+    return active_slots_mask(range(g), n, slots=S, radius=radius)
+
+
+def active_slots_mask(active, n, slots=None, radius=None) -> np.ndarray:
+    """Like ``memory_mask``, but with any set of slots active (``active``: distinct slot indices).
+
+    ``memory_mask(g, n)`` is ``active_slots_mask(range(g), n)``; switching slot j off is
+    ``active_slots_mask([i for i in range(S) if i != j], n)``.
+    """
+    S = MEMORY["slots"] if slots is None else slots
+    r = MEMORY["radius"] if radius is None else radius
+    active = [int_arg("active slot", j, minimum=0, maximum=S - 1) for j in active]
+    if len(set(active)) != len(active):
+        raise ValueError(f"active slots must be distinct, got {active}")
     int_arg("n", n, minimum=1)
+    g = len(active)
     small = memory_pattern(g, r).mask(g + n)
-    keep = np.r_[np.arange(g), np.arange(S, S + n)]  # where the g + n positions sit among S + n
+    keep = np.r_[np.array(sorted(active), dtype=int), np.arange(S, S + n)]  # where the g + n positions sit
     m = np.zeros((S + n, S + n), dtype=bool)
     m[np.ix_(keep, keep)] = small
-    m[np.arange(g, S), np.arange(g, S)] = True
+    inactive = np.setdiff1d(np.arange(S), active)
+    m[inactive, inactive] = True
     return m
+
+
+def question_global_pattern(n, radius=None):
+    """The Longformer QA practice on the memory task: band(radius) | the question token (last, n - 1) global."""
+    r = MEMORY["radius"] if radius is None else radius
+    return P.band(r) | P.global_positions([int_arg("n", n, minimum=1) - 1])
 
 
 def train_memory(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True, threads=None):
@@ -469,6 +495,9 @@ def train_memory(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True, thr
     (``memory_mask``), and a length curriculum n = 16 -> 32 -> 64 finds the route through the global
     tokens (all 8 slots active at n=16, g drawn from {1, 2, 4, 8} after that). k (facts per sequence)
     is drawn from ``ks`` each step.
+
+    A second model of the same size, "question global", has no slots: the question token itself is
+    global (``question_global_pattern``, Longformer's QA practice), trained ``question_steps`` at n=64.
     """
     c = MEMORY
     stages = [dict(s, steps=8 if quick else s["steps"]) for s in c["stages"]]
@@ -493,18 +522,42 @@ def train_memory(out_dir=CHECKPOINT_DIR, quick=False, seed=0, progress=True, thr
     t0 = time.perf_counter()
     losses, ran = train(model, batch_loss, int(ends[-1]), c["lr"], desc="memory (nested g)", progress=progress)
     train_log = {**_training_log(losses, ran, time.perf_counter() - t0), "parameters": model.num_params()}
+
+    # the comparison: the question token global instead of slots (Longformer's QA practice)
+    torch.manual_seed(seed)
+    question = TinyTransformer(TinyConfig(final.vocab_size, max_len=final.n, **c["model"]))
+    question_mask = question_global_pattern(final.n).mask(final.n)
+
+    def question_loss(step):
+        s = seed * 1_000_000 + 500_000 + step  # batches apart from the nested model's
+        k = c["ks"][np.random.default_rng(s).integers(len(c["ks"]))]
+        ids, ans = final.sample(c["batch"], k, s)
+        return _classify_loss(question, question_mask, ids, ans)
+
+    t0 = time.perf_counter()
+    q_steps = 8 if quick else c["question_steps"]
+    losses, ran = train(question, question_loss, q_steps, c["lr"], desc="memory (question global)", progress=progress)
+    question_log = {**_training_log(losses, ran, time.perf_counter() - t0), "parameters": question.num_params()}
+
+    models = {"nested": model, "question global": question}
     results = {
         **_meta("memory", seed, threads),
-        "config": {**c, "stages": stages},
+        "config": {**c, "stages": stages, "question_steps": q_steps},
         "training": train_log,
-        "results": evaluate_memory(models={"nested": model}),
+        "training_question_global": question_log,
+        "results": evaluate_memory(models=models),
+        "slot_usage": memory_slot_usage(models=models, test_size=64 if quick else None),
         "measured": "accuracy[g][k] of the one nested-slot model with the first g of 8 slots active, on 512 "
         "fresh sequences (n=64) per k (seeds 10000+k); cost per g: (q, k) pairs scored per layer = "
         "mask.sum() over the g + n positions (band r=1 | global_tokens(g); inactive slots excluded) and KV "
-        "entries g + n; dense = n**2 pairs over the n real tokens",
+        "entries g + n; dense = n**2 pairs over the n real tokens. 'question_global': a second model of the "
+        "same size without slots, the question token (position n - 1) global, on the same test sequences. "
+        "slot_usage: the nested model with all 8 slots active, then with each slot switched off, then with "
+        "each slot alone, at k in usage_ks; similarity = mean over test sequences of the cosine between two "
+        "slots' states after layer 1, each minus its mean over the test sequences",
         "quick": quick,
     }
-    save_checkpoint(out_dir, "memory", {"nested": model}, results)
+    save_checkpoint(out_dir, "memory", models, results)
     return results
 
 
@@ -514,11 +567,13 @@ def evaluate_memory(checkpoint_dir=None, models=None) -> dict:
 
     Returns ``{"globals", "ks", "n", "chance", "one_fact": [1/k + (1 - 1/k)/n_values for k in ks],
     "accuracy": [[acc for k in ks] for g in globals], "pairs_per_layer": [...], "kv_entries": [g + n, ...],
-    "dense_pairs_per_layer": n**2}``. The one-fact curve is what a memory holding one of the k facts scores.
+    "dense_pairs_per_layer": n**2, "question_global": {"pattern", "accuracy": [per k], "pairs_per_layer",
+    "kv_entries"}}``. The one-fact curve is what a memory holding one of the k facts scores.
     """
     c = MEMORY
     task = _memory_task(c["stages"][-1])
-    model = (models or load_models("memory", checkpoint_dir))["nested"]
+    models = models or load_models("memory", checkpoint_dir)
+    model = models["nested"]
     tests = {k: task.sample(c["test_size"], k, TEST_SEED + k) for k in c["ks"]}
     acc, pairs, kv = [], [], []
     for g in c["globals"]:
@@ -526,6 +581,7 @@ def evaluate_memory(checkpoint_dir=None, models=None) -> dict:
         acc.append([_accuracy(model, mask, *tests[k]) for k in c["ks"]])
         pairs.append(int(memory_pattern(g, c["radius"]).mask(g + task.n).sum()))
         kv.append(g + task.n)
+    question = question_global_pattern(task.n)
     nv = c["task"]["n_values"]
     return {
         "globals": list(c["globals"]),
@@ -537,6 +593,52 @@ def evaluate_memory(checkpoint_dir=None, models=None) -> dict:
         "pairs_per_layer": pairs,
         "dense_pairs_per_layer": task.n**2,
         "kv_entries": kv,
+        "question_global": {
+            "pattern": str(question),
+            "accuracy": [_accuracy(models["question global"], question, *tests[k]) for k in c["ks"]],
+            "pairs_per_layer": question.num_pairs(task.n),
+            "kv_entries": task.n,
+        },
+    }
+
+
+@torch.no_grad()
+def memory_slot_usage(checkpoint_dir=None, models=None, ks=None, test_size=None) -> dict:
+    """Does the nested model use its 8 slots as extra room, or as copies of one another?
+
+    With all S slots active, measure accuracy at each k in ``ks`` (default ``MEMORY["usage_ks"]``)
+    with every slot on, with slot j switched off (``without[j]``), and with slot j alone (``only[j]``);
+    and ``similarity[i][j]``: the cosine between slots i and j's states after layer 1, each minus its
+    mean over the test sequences (the part that depends on the sequence), averaged over the test
+    sequences of the last k in ``ks``. Copies: ``without`` stays at ``all``, every ``only`` is close to it,
+    similarity near 1. Extra room: switching one slot off costs accuracy, similarity well below 1.
+    """
+    c = MEMORY
+    task = _memory_task(c["stages"][-1])
+    model = (models or load_models("memory", checkpoint_dir))["nested"]
+    S, n = model.cfg.n_global, task.n
+    ks = [int_arg("k", k, minimum=1, maximum=task.n_keys) for k in (c["usage_ks"] if ks is None else ks)]
+    size = c["test_size"] if test_size is None else int_arg("test_size", test_size, minimum=1)
+    tests = {k: task.sample(size, k, TEST_SEED + k) for k in ks}
+
+    def accuracy(active):
+        mask = active_slots_mask(active, n, slots=S)
+        return [_accuracy(model, mask, *tests[k]) for k in ks]
+
+    everyone = list(range(S))
+    ids = torch.from_numpy(tests[ks[-1]][0])
+    pos = torch.arange(S + n)
+    state, _ = model.blocks[0](model.embed(ids, pos), torch.from_numpy(active_slots_mask(everyone, n, slots=S)), pos)
+    part = state[:, :S] - state[:, :S].mean(0, keepdim=True)  # (B, S, d): what depends on the sequence
+    unit = F.normalize(part, dim=-1)
+    similarity = torch.einsum("bid,bjd->ij", unit, unit) / len(ids)
+    return {
+        "ks": ks,
+        "slots": S,
+        "all": accuracy(everyone),
+        "without": [accuracy([i for i in everyone if i != j]) for j in everyone],
+        "only": [accuracy([j]) for j in everyone],
+        "similarity": [[round(float(x), 4) for x in row] for row in similarity],
     }
 
 
@@ -578,6 +680,9 @@ def results_table(name, results=None) -> str:
         for g, accs, pairs, kv in zip(r["globals"], r["accuracy"], r["pairs_per_layer"], r["kv_entries"]):
             lines.append(f"| {g} | " + " | ".join(f"{100 * a:.1f}%" for a in accs) + f" | {pairs:,} | {kv} |")
         lines.append("| one-fact curve | " + " | ".join(f"{100 * a:.1f}%" for a in r["one_fact"]) + " | | |")
+        q = r["question_global"]
+        lines.append("| no slots, question token global | " + " | ".join(f"{100 * a:.1f}%" for a in q["accuracy"])
+                     + f" | {q['pairs_per_layer']:,} | {q['kv_entries']} |")
         lines.append(f"chance {100 * r['chance']:.1f}%; dense pairs per layer over the {r['n']} tokens "
                      f"{r['dense_pairs_per_layer']:,}")
     return "\n".join(lines)

@@ -140,6 +140,66 @@ def test_memory_mask_hides_inactive_slots():
         E.memory_mask(S + 1, n, slots=S)
 
 
+def test_active_slots_mask_switches_single_slots_off():
+    S, n = 8, 16
+    for g in range(S + 1):
+        assert (E.active_slots_mask(range(g), n, slots=S) == E.memory_mask(g, n, slots=S)).all()
+    m = E.active_slots_mask([0, 1, 3], n, slots=S, radius=1)  # slot 2 off, slots 4..7 off
+    assert m[S:][:, [0, 1, 3]].all() and m[[0, 1, 3]][:, S:].all()  # active slots read and are read by every real token
+    assert not m[S:, 2].any() and not m[2, S:].any() and m[2, 2]  # slot 2 is cut off, as an inactive slot
+    keep = np.r_[[0, 1, 3], np.arange(S, S + n)]
+    assert (m[np.ix_(keep, keep)] == (P.band(1) | P.global_tokens(3)).mask(3 + n)).all()
+    with pytest.raises(ValueError, match="distinct"):
+        E.active_slots_mask([1, 1], n, slots=S)
+    with pytest.raises(ValueError, match="active slot"):
+        E.active_slots_mask([S], n, slots=S)
+
+
+def test_question_global_pattern_reads_every_fact_in_one_hop():
+    from globattn_lite import costs
+
+    n = 64
+    pattern = E.question_global_pattern(n, radius=1)
+    m = pattern.mask(n)
+    assert m[n - 1].all() and m[:, n - 1].all()  # the question reads every token and every token reads it
+    # band(1) has 3n - 2 pairs; the question's row and column add n - 2 new pairs each
+    assert pattern.num_pairs(n) == P.band(1).num_pairs(n) + 2 * (n - 2) == 314
+    assert all(costs.hops(pattern, n, fact, n - 1) == 1 for fact in range(n - 1))
+    assert costs.hops(P.band(1), n, 0, n - 1) == n - 1
+
+
+def _memory_model_with_identical_slots():
+    """A random nested-slot model whose 8 slots have the same vector and the same position embedding."""
+    c = E.MEMORY
+    task = E._memory_task(c["stages"][-1])
+    torch.manual_seed(0)
+    model = TinyTransformer(TinyConfig(task.vocab_size, max_len=task.n + c["slots"], n_global=c["slots"], **c["model"]))
+    with torch.no_grad():
+        model.globals.copy_(model.globals[:1].expand_as(model.globals))
+        model.pos.weight[: c["slots"]] = model.pos.weight[0]
+    return model.eval()
+
+
+def test_memory_slot_usage_measures_identical_slots_as_copies():
+    usage = E.memory_slot_usage(models={"nested": _memory_model_with_identical_slots()}, ks=[2, 8], test_size=32)
+    S = usage["slots"]
+    assert usage["ks"] == [2, 8] and len(usage["without"]) == len(usage["only"]) == S
+    np.testing.assert_allclose(usage["similarity"], np.ones((S, S)), atol=1e-3)  # identical states
+    for j in range(1, S):  # by symmetry, which slot is switched off (or left alone) cannot matter
+        assert usage["without"][j] == usage["without"][0] and usage["only"][j] == usage["only"][0]
+
+
+def test_memory_slot_usage_tells_distinct_slots_apart():
+    model = _memory_model_with_identical_slots()
+    with torch.no_grad():
+        model.globals[3] = 3.0 * torch.randn(model.cfg.d_model)  # slot 3 starts elsewhere
+    usage = E.memory_slot_usage(models={"nested": model}, ks=[2], test_size=32)
+    sim = np.array(usage["similarity"])
+    assert np.allclose(np.diag(sim), 1, atol=1e-4) and np.allclose(sim, sim.T, atol=1e-5)
+    others = [j for j in range(8) if j != 3]
+    assert sim[3, others].max() < sim[np.ix_(others, others)].min()
+
+
 @pytest.mark.slow
 def test_cli_quick_memory_run_writes_checkpoint_and_results(tmp_path):
     E.main(["memory", "--quick", "--out", str(tmp_path), "--threads", "1"])
@@ -149,8 +209,12 @@ def test_cli_quick_memory_run_writes_checkpoint_and_results(tmp_path):
     assert r["globals"] == [0, 1, 2, 4, 8] and r["kv_entries"] == [64 + g for g in r["globals"]]
     assert r["pairs_per_layer"][0] == P.band(1).num_pairs(64) and r["dense_pairs_per_layer"] == 64**2
     assert r["one_fact"][-1] == pytest.approx(1 / 8 + 7 / 64)
+    assert r["question_global"]["pairs_per_layer"] == 314 and r["question_global"]["kv_entries"] == 64
+    assert results["training_question_global"]["steps"] == 8
+    assert len(results["slot_usage"]["without"]) == E.MEMORY["slots"]
     again = E.evaluate_memory(tmp_path)
     np.testing.assert_allclose(again["accuracy"], r["accuracy"], atol=ACC_TOL)
+    np.testing.assert_allclose(again["question_global"]["accuracy"], r["question_global"]["accuracy"], atol=ACC_TOL)
 
 
 @pytest.mark.slow
@@ -160,7 +224,17 @@ def test_shipped_memory_reproduces():
     assert got.keys() == recorded.keys()
     np.testing.assert_allclose(got["accuracy"], recorded["accuracy"], atol=ACC_TOL)
     assert got["pairs_per_layer"] == recorded["pairs_per_layer"] and got["kv_entries"] == recorded["kv_entries"]
-    assert "| 8 |" in E.results_table("memory")
+    np.testing.assert_allclose(got["question_global"]["accuracy"], recorded["question_global"]["accuracy"], atol=ACC_TOL)
+    assert "| 8 |" in E.results_table("memory") and "question token global" in E.results_table("memory")
+
+
+@pytest.mark.slow
+def test_shipped_memory_slot_usage_reproduces():
+    recorded = _shipped("memory")["slot_usage"]
+    got = E.memory_slot_usage()
+    for what in ("all", "without", "only"):
+        np.testing.assert_allclose(got[what], recorded[what], atol=ACC_TOL, err_msg=what)
+    np.testing.assert_allclose(got["similarity"], recorded["similarity"], atol=0.01)
 
 
 def test_shipped_checkpoints_are_small():
