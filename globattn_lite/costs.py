@@ -647,7 +647,7 @@ def kv_pool_bytes(preset, own_tokens, sequences, prefix_tokens=0, tenants=1, sta
     counted once per tenant. A windowed layer keeps ``min(prefix + own, W [+ S])`` entries per sequence
     (its window moves past the prefix; counted per sequence, an upper bound).
     ``block_size``: paged allocation, every layer's shared and private entries rounded up to whole
-    blocks (vLLM's engine arguments offer --block-size 8, 16 or 32 tokens); None counts exact entries.
+    blocks (vLLM's --block-size, in tokens); None counts exact entries.
     ``stack``: a candidate stack (default the preset's ``native_stack``), checked as in ``stack_kv_bytes``.
     """
     layers = _preset_stack(preset, stack, retrained)
