@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises").glob("*.ipynb"))
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 
 
 def _load(name, path):
@@ -62,6 +62,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_pages_in_course_order_without_solutions(site):
     text = (site / "index.html").read_text()
     order = [m for m in re.findall(r'href="((?:notebooks|exercises)/[^"#]+)\.html"', text)]
@@ -72,6 +73,7 @@ def test_pages_in_course_order_without_solutions(site):
     assert not list(site.rglob("*solutions*.html"))
 
 
+@pytest.mark.slow
 def test_each_notebook_page_has_colab_and_binder_launch_buttons(site):
     for page in [f"notebooks/{s}" for s in LESSONS] + [f"exercises/{s}" for s in EXERCISES]:
         text = html.unescape((site / f"{page}.html").read_text())
@@ -79,6 +81,7 @@ def test_each_notebook_page_has_colab_and_binder_launch_buttons(site):
         assert f"mybinder.org/v2/gh/" in text and f"urlpath=lab/tree/{page}.ipynb" in text, page
 
 
+@pytest.mark.slow
 def test_figures_carry_the_alt_text_of_their_output(site):
     """Each figure whose notebook output names its content (an explorer's text, or the alt text
     a course figure stores in the output metadata) has exactly that alt text on its page."""
@@ -124,6 +127,8 @@ async () => {
 """
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_every_page_in_the_browser(site, server, tmp_path):
     if not lab.CHROMIUM.exists():
         reason = f"{lab.CHROMIUM} not found: run tools/install_browser.sh to enable the site's browser test"
@@ -184,3 +189,24 @@ def test_every_page_in_the_browser(site, server, tmp_path):
     assert set(pages_seen) >= {f"notebooks/{s}.html" for s in LESSONS} | {"index.html", "instructors.html"}
     assert sum(p["math"] for p in pages_seen.values()) > 0, "no page shows typeset math"
     assert not problems, "\n".join(problems[:60])
+
+
+def test_links_to_files_outside_the_site_point_to_the_repository(tmp_path):
+    """A lesson's link to a solution (not published on the site) opens it in the repository; a
+    link to a page of the site stays relative; a link to nothing stops the build."""
+    build_site = _load("build_site", ROOT / "tools" / "build_site.py")
+    settings = build_site.notebook_headers.read_settings(ROOT)
+    staging = tmp_path / "src"
+    (staging / "notebooks").mkdir(parents=True)
+    (staging / "exercises").mkdir()
+    page = staging / "notebooks" / "01_dense_attention.ipynb"
+    page.write_text("{}")
+    (staging / "exercises" / "ex1_dense.ipynb").write_text("{}")
+    assert build_site.repository_link("../exercises/ex1_dense.ipynb", page, staging, settings) == \
+        "../exercises/ex1_dense.ipynb"
+    assert build_site.repository_link("../solutions/ex1_dense.ipynb#top", page, staging, settings) == \
+        f"{settings.repository}/blob/{settings.branch}/solutions/ex1_dense.ipynb#top"
+    assert build_site.repository_link("../globattn_lite", page, staging, settings) == \
+        f"{settings.repository}/tree/{settings.branch}/globattn_lite"
+    with pytest.raises(SystemExit, match="not in the repository"):
+        build_site.repository_link("../nowhere.md", page, staging, settings)
