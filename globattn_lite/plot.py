@@ -16,6 +16,7 @@ True = query q may attend to key k; rows are queries (y axis), columns are keys 
 
 from __future__ import annotations
 
+import base64
 import io
 import numbers
 import textwrap
@@ -36,6 +37,7 @@ from globattn_lite._validate import bool_mask_arg, choice_arg, float_arg, int_ar
 __all__ = [
     "CourseFigure",
     "figure_png",
+    "alt_text",
     "STYLE",
     "OKABE_ITO",
     "plot_mask",
@@ -84,11 +86,33 @@ def figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def alt_text(fig) -> str:
+    """A text alternative for a figure, made from what it draws: for each Axes (colour bars
+    left out) the kind of chart, its title (the plotted numbers: pairs, keys, weights, bytes)
+    and its axis labels. Screen readers and the course website use it as the image's alt text."""
+    parts = []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        kind = ("heatmap" if ax.images else "bar chart" if ax.containers
+                else "line chart" if ax.lines else "chart")
+        title = "; ".join(" ".join(line.split()) for line in ax.get_title().splitlines() if line.strip())
+        axes = "; ".join(f"{name} axis: {' '.join(label.split())}"
+                         for name, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())) if label)
+        parts.append(f"{kind}: {title}." + (f" {axes}." if axes else ""))
+    return " ".join(parts) or "empty figure"
+
+
 class CourseFigure(Figure):
-    """A matplotlib Figure that IPython/Jupyter displays as a PNG without pyplot (``_repr_png_``)."""
+    """A matplotlib Figure that IPython/Jupyter displays as a PNG without pyplot (``_repr_png_``),
+    with its :func:`alt_text` in the output's metadata (``{"image/png": {"alt": ...}}``)."""
 
     def _repr_png_(self):
         return figure_png(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        data = {"image/png": base64.b64encode(figure_png(self)).decode("ascii"), "text/plain": repr(self)}
+        return data, {"image/png": {"alt": alt_text(self)}}
 
 
 def _root_figure(ax):

@@ -118,7 +118,69 @@ def test_course_py_uses_only_the_standard_library_and_the_constraints():
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
     }
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
-    assert "CONSTRAINTS" in source and '"-c", CONSTRAINTS' in source
+    assert "constraints: Path = CONSTRAINTS" in source and '"-c", constraints' in source
+
+
+def _course():
+    sys.path.insert(0, str(ROOT))
+    import course
+
+    return course
+
+
+def test_package_depends_only_on_what_it_imports():
+    """[project] dependencies are the third-party modules globattn_lite imports, nothing more
+    (JupyterLab and ipykernel are the `lab` extra)."""
+    course = _course()
+    imported = set()
+    for path in (ROOT / "globattn_lite").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"globattn_lite", "__future__"}
+    declared = {normalise(n) for n in course.lower_bounds()}
+    assert {normalise(m) for m in third_party} == declared, (third_party, declared)
+    text = (ROOT / "pyproject.toml").read_text()
+    lab = text.split("lab = [", 1)[1].split("]", 1)[0]
+    assert "jupyterlab" in lab and "ipykernel" in lab
+
+
+def test_lowest_bounds_leg_pins_each_declared_lower_bound():
+    course = _course()
+    bounds = course.lower_bounds()
+    lines = [ln for ln in course.lowest_constraints().splitlines() if ln and not ln.startswith("#")]
+    for name, version in bounds.items():
+        pinned = [ln for ln in lines if normalise(re.split(r"[=;<> ]", ln)[0]) == normalise(name)]
+        if name in course.LOWEST_KEEPS_PINNED:
+            assert pinned and all(ln.startswith(f"{name}==") and "==" + version not in ln for ln in pinned)
+        else:
+            assert pinned == [f"{normalise(name)}=={version}"], (name, pinned)
+    assert course.LOWEST_KEEPS_PINNED == {"torch"}
+    assert "test_setup.py" in course.ENVIRONMENT_TESTS
+    for name in course.ENVIRONMENT_TESTS:
+        assert (ROOT / "tests" / name).is_file(), f"course.ENVIRONMENT_TESTS names a missing {name}"
+
+
+def test_release_files_agree_with_the_version_and_the_licence():
+    from globattn_lite import __version__
+
+    assert "dynamic = [\"version\"]" in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert re.search(rf'^version: "{re.escape(__version__)}"$', citation, flags=re.M)
+    assert re.search(r"^license: MIT$", citation, flags=re.M)
+    assert f"## {__version__}" in (ROOT / "CHANGELOG.md").read_text()
+    repository = re.search(r'^Repository = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M)[1]
+    assert f'repository-code: "{repository}"' in citation
+
+
+def test_pages_workflow_builds_the_site_with_the_course_command():
+    workflow = (ROOT / ".github" / "workflows" / "pages.yml").read_text()
+    assert "python3 course.py site" in workflow and "path: _build/site" in workflow
+    assert "actions/deploy-pages" in workflow
 
 
 def test_jupyterlab_override_is_installed():
