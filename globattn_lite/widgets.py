@@ -490,9 +490,14 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
     models = _load_explored(experiments, checkpoint_dir)
     if variant is None and experiment in {k[0] for k in models}:
         # default: the variant whose key 0 the most queries may read (the global token, the sink token)
-        reach = {k: int(E.explorer_example(k[0], k[1], m)["mask"][:, 0].sum()) + 0.5 * bool(m.cfg.n_global)
-                 for k, m in models.items() if k[0] == experiment}
-        variant = max(reach, key=reach.get)[1]
+        reach = {}
+        for k, m in models.items():
+            if k[0] == experiment:
+                try:
+                    reach[k] = int(E.explorer_example(*k, m)["mask"][:, 0].sum()) + 0.5 * bool(m.cfg.n_global)
+                except ValueError:  # a variant this code cannot build inputs for: shown, with the error, if chosen
+                    continue
+        variant = max(reach, key=reach.get)[1] if reach else None
     start = _pick_model(models, experiment, variant, "variant")
     model = models[start]
     example = int_arg("example", example, minimum=0, maximum=EXAMPLES - 1)
