@@ -593,21 +593,24 @@ def evaluate_memory(checkpoint_dir=None, models=None) -> dict:
 # ---------------------------------------------------------------- inputs for the explorers
 
 EXPLORED = ("long_range", "streaming")  # experiments whose models the attention explorer shows
+EXAMPLES = 32  # test inputs it offers: the first 32 of each evaluation (streaming has 4 x 512 / 64 windows)
 
 
-def explorer_example(name, variant, model, seed=TEST_SEED, tokens=None) -> dict:
-    """One input for ``model`` (variant ``variant`` of experiment ``name``), built and scored as the
-    experiment's evaluation does, for the attention explorer.
+def explorer_example(name, variant, model, example=0, tokens=None) -> dict:
+    """Test input ``example`` of experiment ``name``'s evaluation, for ``model`` (its variant ``variant``),
+    and the query that evaluation scores; for the attention explorer.
 
-    long_range: a test sequence of the variant's task (``seed``), under the variant's pattern; the
-    scored query is the last token (its answer: the value of the fact asked for). streaming: a
-    stream of ``train_len + 1`` tokens from the source (``seed``), the first ``train_len`` fed under a
-    causal mask; the scored query is the last fed token (its answer: the next token of the stream).
-    ``tokens``: typed token ids to feed instead (answer: the task's own answer if it has one, else None).
-    Returns ``{"ids": (1, n) long tensor, "mask": (g+n, g+n) bool array, "query": g + n - 1,
-    "answer": int or None, "about": str}``; rows and columns 0..g-1 are the prepended tokens.
+    long_range: test sequence ``example`` of ``evaluate_long_range`` (the variant's task, seed
+    TEST_SEED), under the variant's pattern; scored: the last token (answer: the value of the fact
+    asked for). streaming: 64-token test window ``example`` of ``evaluate_streaming`` (its "dense
+    within training length" input), under a causal mask; scored here: the last query whose next
+    token is in the window (answer: that token). ``tokens``: typed token ids to feed instead (scored:
+    the last token; answer: the task's own answer if it has one, else None). Returns ``{"ids": (1, n)
+    long tensor, "mask": (g+n, g+n) bool array, "query": its row, "answer": int or None, "about":
+    str}``; rows and columns 0..g-1 are the model's prepended tokens.
     """
     choice_arg("name", name, EXPLORED)
+    example = int_arg("example", example, minimum=0, maximum=EXAMPLES - 1)
     g = model.cfg.n_global
     if name == "long_range":
         variants = long_range_variants(LONG_RANGE["window"], LONG_RANGE["radius"], LONG_RANGE["sinks"])
@@ -616,8 +619,9 @@ def explorer_example(name, variant, model, seed=TEST_SEED, tokens=None) -> dict:
         _, pattern, fact = variants[variant]
         task = _long_range_task(fact)
         if tokens is None:
-            ids, answer, pos = task.sample(1, int_arg("seed", seed, minimum=0))
-            answer, about = int(answer[0]), f"fact at position {int(pos[0])}, asked at {task.n - 1}"
+            ids, answers, pos = task.sample(LONG_RANGE["test_size"], TEST_SEED)
+            ids, answer = ids[example : example + 1], int(answers[example])
+            about = f"test sequence {example}: fact at position {int(pos[example])}, asked at {task.n - 1}"
         else:
             ids = _typed_tokens(tokens, model.cfg.vocab_size, model.cfg.max_len - g)
             try:
@@ -625,18 +629,22 @@ def explorer_example(name, variant, model, seed=TEST_SEED, tokens=None) -> dict:
                 about = "typed tokens: the fact asked for is in the sequence"
             except (StopIteration, RuntimeError):  # no fact token for the key asked at the end
                 answer, about = None, "typed tokens: no answer (no fact for the key asked at the end)"
+        query = g + ids.shape[1] - 1
     else:
         pattern = P.causal()
+        c = STREAMING
         if tokens is None:
-            src = MarkovSource(**STREAMING["source"])
-            stream = src.sample(1, STREAMING["train_len"] + 1, seed=int_arg("seed", seed, minimum=0))
-            ids, answer = stream[:, :-1], int(stream[0, -1])
-            about = f"stream of {ids.shape[1]} tokens; answer: the next token"
+            streams = MarkovSource(**c["source"]).sample(c["test_streams"], c["test_len"], seed=TEST_SEED)
+            window = streams.reshape(-1, c["train_len"])[example]
+            ids, answer = window[None, :], int(window[-1])
+            about = f"test window {example} ({len(window)} tokens): query {g + len(window) - 2} predicts its last token"
+            query = g + ids.shape[1] - 2
         else:
-            ids = _typed_tokens(tokens, model.cfg.vocab_size, 4 * STREAMING["train_len"])
+            ids = _typed_tokens(tokens, model.cfg.vocab_size, 4 * c["train_len"])
             answer, about = None, "typed tokens: no answer (the next token is not known)"
+            query = g + ids.shape[1] - 1
     n = g + ids.shape[1]
-    return {"ids": torch.from_numpy(ids), "mask": pattern.mask(n), "query": n - 1, "answer": answer, "about": about}
+    return {"ids": torch.from_numpy(ids), "mask": pattern.mask(n), "query": query, "answer": answer, "about": about}
 
 
 def _typed_tokens(tokens, vocab_size, max_len) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize, PowerNorm, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -342,7 +343,8 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
     """A trained model's attention weights on one input: rows = queries, columns = keys.
 
     ``weights``: (n, n), non-negative, zero wherever ``mask`` (the (n, n) bool pattern the model ran
-    under) is False. Colour: ``viridis`` on a square-root scale, so small weights stay visible; pairs
+    under) is False. The axes hold one RGBA image, ``viridis(PowerNorm(0.5)(weights))`` with masked
+    pairs grey. Colour: ``viridis`` on a square-root scale, so small weights stay visible; pairs
     the pattern masks are painted light grey, so "masked" and "allowed but small" (dark) differ.
     ``query``: the row outlined in vermillion (the query the task scores). ``n_global``: positions
     0..n_global-1 are prepended (global or sink) tokens; their row and column are outlined in blue
@@ -368,19 +370,20 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
     if ax is None:
         full = "\n".join(lines)
         top = _title_top(full, 4.8)
-        fig, (ax, cax, text_ax) = _panel_figure(8.4, 4.8, [
-            (0.07, 0.1, 0.5, top - 0.1), (0.585, 0.1, 0.015, top - 0.1), (0.69, 0.1, 0.3, top - 0.1)])
+        fig, (ax, cax) = _panel_figure(8.0, 4.8, [(0.07, 0.1, 0.5, top - 0.1), (0.585, 0.1, 0.015, top - 0.1)])
+        text_at = (0.69, top)  # the numbers: figure text, no axes (an axes would cost a tenth of the time)
     else:
         if not isinstance(ax, Axes):
             raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
-        fig, cax, text_ax = _root_figure(ax), None, None
+        fig, cax, text_at = _root_figure(ax), None, None
         lines += [f"{k}: {v}" for k, v in numbers.items()]
     top_weight = float(w.max())
-    im = ax.imshow(w, cmap=STYLE["heatmap_cmap"], norm=PowerNorm(0.5, vmin=0, vmax=top_weight or 1.0),
-                   interpolation="nearest")
-    masked = np.zeros((n, n, 4))
-    masked[~mask] = to_rgba(STYLE["missing"], 1.0)
-    ax.imshow(masked, interpolation="nearest")
+    # one RGBA image, coloured here (masked pairs grey): a second, overlaid image would cost as much again
+    norm, cmap = PowerNorm(0.5, vmin=0, vmax=top_weight or 1.0), colormaps[STYLE["heatmap_cmap"]]
+    rgba = cmap(norm(w))
+    rgba[~mask] = to_rgba(STYLE["missing"], 1.0)
+    ax.imshow(rgba, interpolation="nearest")
+    im = ScalarMappable(norm=norm, cmap=cmap)
     if g:
         for rect in ((-0.5, -0.5, n, g), (-0.5, -0.5, g, n)):
             ax.add_patch(Rectangle(rect[:2], rect[2], rect[3], fill=False, edgecolor=OKABE_ITO[1],
@@ -389,14 +392,13 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
         ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.6,
                                clip_on=False))
     if cax is not None:
-        cbar = fig.colorbar(im, cax=cax)
+        cbar = fig.colorbar(im, cax=cax, ticks=[t for t in (0, 0.01, 0.1, 0.5, 1) if t <= top_weight])
         cbar.set_label("attention weight (square-root scale)", fontsize=STYLE["label_size"])
         cbar.ax.tick_params(labelsize=STYLE["tick_size"])
     _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
-    if text_ax is not None:
-        text_ax.set_axis_off()
-        text = "\n".join(textwrap.fill(f"{k}: {v}", 34, subsequent_indent="   ") for k, v in numbers.items())
-        text_ax.text(0, 1, text, va="top", ha="left", fontsize=STYLE["label_size"], transform=text_ax.transAxes)
+    if text_at is not None:
+        text = "\n".join(textwrap.fill(f"{k}: {v}", 32, subsequent_indent="   ") for k, v in numbers.items())
+        fig.text(*text_at, text, va="top", ha="left", fontsize=STYLE["label_size"])
     return fig
 
 
@@ -663,7 +665,7 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
     # fixed layout in inches, top to bottom: title, slots, two curves with their titles, x label
     title_h = 0.15 + (title.count("\n") + 1) * STYLE["title_size"] * 1.3 / 72 if title else 0.2
     slot_h = rows * (0.5 if per_row == 16 else 0.26)
-    curve_h, gap, bottom = 1.1, 0.5, 0.5
+    curve_h, gap, bottom = 1.1, 0.62, 0.5
     height = title_h + slot_h + 2 * (gap + curve_h) + bottom
     y_slots = 1 - (title_h + slot_h) / height
     y_w = (bottom + curve_h + gap) / height
@@ -673,7 +675,7 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
     cmap = colormaps[STYLE["heatmap_cmap"]].with_extremes(bad=STYLE["missing"])
     vmax = float(np.nanmax(weights)) if np.isfinite(weights).any() else 1.0
     im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=vmax or 1.0, interpolation="nearest", aspect="auto")
-    cbar = fig.colorbar(im, cax=cax)
+    cbar = fig.colorbar(im, cax=cax, ticks=[0, round(vmax, 2)] if vmax >= 0.01 else [0])
     cbar.set_label("weight", fontsize=STYLE["label_size"])
     cbar.ax.tick_params(labelsize=STYLE["tick_size"])
     for i in range(C):
@@ -692,11 +694,14 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
     ax_w.plot(x, curves[0], color=OKABE_ITO[3], linewidth=STYLE["line_width"] * 0.7)
     ax_w.plot([step], [curves[0][step]], "o", color=HIGHLIGHT)
     ax_w.set_ylim(0, 1.02)
+    ax_w.set_yticks([0, 0.5, 1])
+    ax_w.tick_params(labelbottom=False)  # same steps as the perplexity axes below (few labels draw fast)
     ax_p.plot(x, curves[1], color=OKABE_ITO[4], linewidth=STYLE["line_width"], label=policy)
     ax_p.plot(x, curves[2], color=OKABE_ITO[7], linestyle="--", linewidth=STYLE["line_width"] * 0.7,
               label=reference)
     low, high = float(min(curves[1].min(), curves[2].min())), float(max(curves[1].max(), curves[2].max()))
     ax_p.set_ylim(max(0.0, low - 0.1 * (high - low) - 0.05), high + 0.1 * (high - low) + 0.05)
+    ax_p.yaxis.set_major_locator(MaxNLocator(nbins=4))
     for a in (ax_w, ax_p):
         a.axvline(step, color="0.3", linewidth=1)
         if evicted_at is not None:
@@ -705,16 +710,17 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
             a.axvline(trained_at, color=OKABE_ITO[5], linestyle=":", linewidth=1.4)
         a.set_xlim(-0.5, steps - 0.5)
         a.tick_params(labelsize=STYLE["tick_size"])
+    marks = [f"{policy} (solid) {curves[1][step]:.3f}, {reference} (dashed) {curves[2][step]:.3f}"]
     if evicted_at is not None:
-        ax_p.plot([], [], color=HIGHLIGHT, linestyle=":", label=f"first eviction (step {evicted_at})")
+        marks.append(f"vermillion dots: first eviction (step {evicted_at})")
     if trained_at is not None:
-        ax_p.plot([], [], color=OKABE_ITO[5], linestyle=":", label=f"past the training length (step {trained_at})")
-    ax_p.legend(loc="upper left", fontsize=STYLE["legend_size"], framealpha=0.85)
+        marks.append(f"purple dots: past the training length (step {trained_at})")
     ax_w.set_title(f"weight of each step's query on the entry at position 0 (now {curves[0][step]:.3f})",
                    fontsize=STYLE["label_size"], y=1.0)
     ax_w.set_ylabel("weight", fontsize=STYLE["label_size"])
-    ax_p.set_title(f"running perplexity after step {step}: {policy} {curves[1][step]:.3f}, "
-                   f"{reference} {curves[2][step]:.3f}", fontsize=STYLE["label_size"], y=1.0)
+    # the title names the lines (a legend would cost a fifth of the drawing time)
+    ax_p.set_title(f"running perplexity after step {step}: " + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
+                   fontsize=STYLE["label_size"], y=1.0)
     ax_p.set_xlabel("decoding step t (token t predicts token t + 1)", fontsize=STYLE["label_size"])
     ax_p.set_ylabel("perplexity", fontsize=STYLE["label_size"])
     return fig

@@ -466,18 +466,14 @@ def _pick_model(models, experiment, variant, what):
     raise ValueError(f"{what} must be one of {[k[1] for k in keys]} (the variants in the checkpoint), got {variant!r}")
 
 
-EXAMPLES = 50  # seeded test inputs the attention explorer offers (seeds TEST_SEED .. TEST_SEED + 49)
-
-
 def attention_explorer(experiment="long_range", variant=None, example=0, tokens="", layer=None, head="mean",
                        checkpoint_dir=None, experiments=("long_range", "streaming")):
     """Explore what a trained model attends to: checkpoint variant, input, layer, head (or the mean).
 
     Loads every experiment of ``experiments`` found in ``checkpoint_dir`` (default: the shipped
     checkpoints) with ``experiments.load_models``; the variants are whatever the checkpoints hold
-    (default: ``experiment``'s first variant with a prepended token). The input is test example
-    ``example`` (seed ``TEST_SEED + example``, built as the experiment's evaluation builds it, see
-    ``experiments.explorer_example``) or typed token ids (``tokens``, e.g. ``"3 17 5"``; empty = the
+    (default: ``experiment``'s variant whose key 0 the most queries may read). The input is test
+    input ``example`` of the experiment's evaluation (``experiments.explorer_example``) or typed token ids (``tokens``, e.g. ``"3 17 5"``; empty = the
     example). The heatmap shows the weights of ``layer`` (default: the last) and ``head`` under the
     variant's mask (masked pairs grey), the scored query's row outlined, prepended tokens dashed;
     beside it the numbers in ``.numbers``: the scored row's weight on key 0 and on the prepended
@@ -500,7 +496,7 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
         variant = max(reach, key=reach.get)[1] if reach else None
     start = _pick_model(models, experiment, variant, "variant")
     model = models[start]
-    example = int_arg("example", example, minimum=0, maximum=EXAMPLES - 1)
+    example = int_arg("example", example, minimum=0, maximum=E.EXAMPLES - 1)
     if not isinstance(tokens, str):
         raise TypeError(f"tokens must be a string of token ids (e.g. '3 17 5'), got {type(tokens).__name__}")
     layer = model.cfg.n_layer - 1 if layer is None else int_arg("layer", layer, minimum=0,
@@ -509,7 +505,7 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
         head = int_arg("head", head, minimum=0, maximum=model.cfg.n_head - 1)
     controls = {
         "model": _dropdown("model", [(f"{name}: {v}", (name, v)) for name, v in models], start),
-        "example": _slider("test example", example, 0, EXAMPLES - 1),
+        "example": _slider("test example", example, 0, E.EXAMPLES - 1),
         "layer": _slider("layer", layer, 0, model.cfg.n_layer - 1),
         "head": _dropdown("head", _head_options(model.cfg.n_head), head),
         "tokens": widgets.Text(value=tokens, placeholder="token ids, e.g. 3 17 5 (empty: the example)",
@@ -522,7 +518,7 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
     def forward(key, example, tokens):
         if (key, example, tokens) not in forwards:
             m = models[key]
-            case = E.explorer_example(key[0], key[1], m, seed=E.TEST_SEED + example, tokens=tokens or None)
+            case = E.explorer_example(key[0], key[1], m, example, tokens=tokens or None)
             logits, weights = m(case["ids"], case["mask"], need_weights=True)
             probs = logits[0, case["query"] - m.cfg.n_global].softmax(-1).double().numpy()
             weights = np.stack([w[0].double().numpy() for w in weights])
@@ -548,21 +544,21 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
         row = w[q]
         allowed = int(mask[q].sum())
         predicted = int(probs.argmax())
+        seen_by = mask[:, 0]
         numbers = {
-            f"query {q}: weight on key 0" + (" (the prepended token)" if g else ""):
+            f"query {q}, weight on key 0" + (" (prepended)" if g else ""):
                 f"{row[0]:.3f}" if mask[q, 0] else "none (masked)",
-            f"key 0: mean weight over the {int(mask[:, 0].sum())} queries that may see it":
-                f"{w[mask[:, 0], 0].mean():.3f}",
         }
         if g > 1:
-            numbers[f"query {q}: weight on the {g} prepended tokens"] = f"{row[:g].sum():.3f}"
-        numbers[f"query {q}: entropy over its {allowed} allowed keys (weights sum to 1)"] = (
-            f"{softmax_tools.entropy(row[mask[q]] / row[mask[q]].sum()):.3f} nats "
+            numbers[f"query {q}, weight on the {g} prepended"] = f"{row[:g].sum():.3f}"
+        numbers[f"query {q}, entropy"] = (
+            f"{softmax_tools.entropy(row[mask[q]] / row[mask[q]].sum()):.3f} nats over its {allowed} keys "
             f"(uniform: ln {allowed} = {np.log(allowed):.3f})")
-        numbers["predicted token"] = f"{predicted} (p = {probs[predicted]:.3f})"
+        numbers["key 0, mean weight"] = f"{w[seen_by, 0].mean():.3f} over the {int(seen_by.sum())} queries that may read it"
+        numbers["prediction"] = f"{predicted} (p = {probs[predicted]:.3f})"
         if case["answer"] is not None:
             verdict = "right" if predicted == case["answer"] else "wrong"
-            numbers["answer"] = f"{case['answer']} (p = {probs[case['answer']]:.3f}, {verdict})"
+            numbers["answer"] = f"{case['answer']} (p = {probs[case['answer']]:.3f}): {verdict}"
         head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
         title = f"{key[0]}: {key[1]}, layer {v['layer']}, {head}\n{case['about']}"
         fig = plot.plot_model_attention(w, mask, query=q, n_global=g, numbers=numbers, title=title)

@@ -15,7 +15,8 @@ import sys
 
 import numpy as np
 import pytest
-from matplotlib.colors import to_rgba
+from matplotlib import colormaps
+from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
 
 from globattn_lite import attention, costs, patterns as P, plot
@@ -484,17 +485,18 @@ def test_plot_model_attention_shades_masked_pairs_apart_from_small_weights():
     w, mask = band_global_weights()
     fig = plot.plot_model_attention(w, mask, query=11, n_global=1, numbers={"weight on key 0": "0.123"},
                                     title="toy model")
-    heat, text_ax = fig.axes[0], fig.axes[2]
-    np.testing.assert_allclose(heat.images[0].get_array(), w)
-    overlay = np.asarray(heat.images[1].get_array())
-    assert (overlay[~mask, 3] == 1).all() and (overlay[mask, 3] == 0).all()  # grey exactly on masked pairs
-    assert heat.images[0].norm.vmax == pytest.approx(w.max())
+    heat = fig.axes[0]
+    rgba = np.asarray(heat.images[0].get_array())
+    viridis = colormaps["viridis"](PowerNorm(0.5, vmin=0, vmax=w.max())(w))
+    np.testing.assert_allclose(rgba[mask], viridis[mask])
+    assert (rgba[~mask] == to_rgba(plot.STYLE["missing"])).all()  # grey exactly on masked pairs
+    assert not np.isclose(rgba[mask][:, :3], to_rgba(plot.STYLE["missing"])[:3]).all(axis=1).any()
     outlines = [p for p in heat.patches if p.get_edgecolor()[:3] == to_rgba(plot.HIGHLIGHT)[:3]]
     assert len(outlines) == 1 and outlines[0].get_y() == pytest.approx(10.5)  # the query row
     assert len(heat.patches) == 3  # + the global token's row and column
     assert heat.get_title().startswith("toy model\n12 positions (1 prepended), "
                                        f"{int(mask.sum()):,} allowed pairs")
-    assert "weight on key 0: 0.123" in text_ax.texts[0].get_text()
+    assert len(fig.axes) == 2 and "weight on key 0: 0.123" in fig.texts[0].get_text()  # heatmap, colour bar
 
 
 def test_plot_model_attention_into_given_axes_puts_numbers_in_the_title():
@@ -548,9 +550,8 @@ def test_plot_cache_step_slots_and_curves():
     assert edge == {to_rgba(plot.OKABE_ITO[0])[:3], to_rgba(plot.HIGHLIGHT)[:3]}  # sink, newest
     np.testing.assert_allclose(ax_p.lines[0].get_ydata(), ppl)
     np.testing.assert_allclose(ax_p.lines[1].get_ydata(), ref)
-    labels = [line.get_label() for line in ax_p.lines]
-    assert labels[:2] == ["window", "recompute"] and "first eviction (step 7)" in labels
-    assert f"window {ppl[5]:.3f}, recompute {ref[5]:.3f}" in ax_p.get_title()
+    assert f"window (solid) {ppl[5]:.3f}, recompute (dashed) {ref[5]:.3f}" in ax_p.get_title()
+    assert "first eviction (step 7)" in ax_p.get_title() and not ax_p.get_legend()
     assert f"(now {first[5]:.3f})" in ax_w.get_title()
     assert [x for line in ax_w.lines[2:] for x in line.get_xdata()] == [5, 5, 7, 7]  # step and eviction lines
 
@@ -559,7 +560,7 @@ def test_plot_cache_step_many_slots_drop_the_labels():
     C = 100
     fig = plot.plot_cache_step(["1"] * C, np.arange(C), np.full(C, 0.01), 0, [0.5], [3.0], [3.0], trained_at=0)
     assert np.asarray(fig.axes[0].images[0].get_array()).shape == (4, 32) and not fig.axes[0].texts
-    assert "past the training length (step 0)" in [line.get_label() for line in fig.axes[3].lines]
+    assert "past the training length (step 0)" in fig.axes[3].get_title()
 
 
 @pytest.mark.parametrize(
