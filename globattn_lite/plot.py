@@ -675,7 +675,7 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
     cmap = colormaps[STYLE["heatmap_cmap"]].with_extremes(bad=STYLE["missing"])
     vmax = float(np.nanmax(weights)) if np.isfinite(weights).any() else 1.0
     im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=vmax or 1.0, interpolation="nearest", aspect="auto")
-    cbar = fig.colorbar(im, cax=cax, ticks=[0, round(vmax, 2)] if vmax >= 0.01 else [0])
+    cbar = fig.colorbar(im, cax=cax, ticks=[0, np.floor(100 * vmax) / 100] if vmax >= 0.01 else [0])
     cbar.set_label("weight", fontsize=STYLE["label_size"])
     cbar.ax.tick_params(labelsize=STYLE["tick_size"])
     for i in range(C):
