@@ -621,7 +621,8 @@ def explorer_example(name, variant, model, example=0, tokens=None) -> dict:
         if tokens is None:
             ids, answers, pos = task.sample(LONG_RANGE["test_size"], TEST_SEED)
             ids, answer = ids[example : example + 1], int(answers[example])
-            about = f"test sequence {example}: fact at position {int(pos[example])}, asked at {task.n - 1}"
+            p = int(pos[example])  # in the heatmap's coordinates the prepended tokens come first
+            about = f"test sequence {example}: fact (token {p}) at key {g + p}, asked by query {g + task.n - 1}"
         else:
             ids = _typed_tokens(tokens, model.cfg.vocab_size, model.cfg.max_len - g)
             try:

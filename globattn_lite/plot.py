@@ -333,9 +333,9 @@ def _panel_figure(width, height, rects):
     return fig, [fig.add_axes(rect) for rect in rects]
 
 
-def _title_top(title, height, lines_below=0):
-    """Figure fraction where an axes must end so ``title`` (and ``lines_below``) fits above it."""
-    lines = title.count("\n") + 1 + lines_below
+def _title_top(title, height):
+    """Figure fraction where an axes must end so ``title`` fits above it (figure ``height`` inches)."""
+    lines = title.count("\n") + 1
     return 1 - (0.15 + lines * STYLE["title_size"] * 1.3 / 72) / height
 
 
@@ -343,9 +343,9 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
     """A trained model's attention weights on one input: rows = queries, columns = keys.
 
     ``weights``: (n, n), non-negative, zero wherever ``mask`` (the (n, n) bool pattern the model ran
-    under) is False. The axes hold one RGBA image, ``viridis(PowerNorm(0.5)(weights))`` with masked
-    pairs grey. Colour: ``viridis`` on a square-root scale, so small weights stay visible; pairs
-    the pattern masks are painted light grey, so "masked" and "allowed but small" (dark) differ.
+    under) is False. Drawn as one RGBA image: ``viridis`` on a square-root scale (``PowerNorm(0.5)``),
+    so small weights stay visible, and the pairs the pattern masks in light grey, so "masked" and
+    "allowed but small" (dark) differ.
     ``query``: the row outlined in vermillion (the query the task scores). ``n_global``: positions
     0..n_global-1 are prepended (global or sink) tokens; their row and column are outlined in blue
     dashes. ``numbers``: ``{label: text}`` shown in a panel beside the heatmap (added to the title
@@ -640,6 +640,7 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
     Bottom: running perplexities ``policy_ppl`` and ``reference_ppl`` (label ``policy``/``reference``).
     A vertical line marks ``step``; dotted ones ``evicted_at``, the first step that evicted an entry,
     and ``trained_at``, the first step whose query sits at a position beyond the training length.
+    Always a standalone figure of four panels (no ``ax``), 8.4 inches wide.
     """
     weights = np.asarray(slot_weights, dtype=float)
     positions = np.asarray(slot_positions)
