@@ -18,11 +18,15 @@ import threading
 
 import numpy as np
 import pytest
+import torch
+from matplotlib import colormaps
+from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from globattn_lite import costs, patterns as P, widgets as W
+from globattn_lite import costs, experiments as E, patterns as P, plot, widgets as W
 from globattn_lite.attention import local_global_pattern
+from globattn_lite.tasks import MarkovSource
 
 GIB = 2**30
 
@@ -335,14 +339,6 @@ def test_concurrent_changes_from_two_threads_leave_a_consistent_figure():
 
 
 # --------------------------------------------------------------------------- trained models
-
-import torch  # noqa: E402
-
-from matplotlib import colormaps  # noqa: E402
-from matplotlib.colors import PowerNorm, to_rgba  # noqa: E402
-
-from globattn_lite import experiments as E, plot  # noqa: E402
-from globattn_lite.tasks import MarkovSource  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
