@@ -332,14 +332,64 @@ def stream_nll(model, ids, policy, cache=64, sinks=0) -> torch.Tensor:
         logits = torch.cat([model(x[i : i + 256], mask)[:, -1] for i in range(0, len(x), 256)]).view(B, T - C, -1)
         rest = F.cross_entropy(logits.transpose(1, 2), ids[:, C:], reduction="none")
         return torch.cat([first, rest], dim=1)
-    kv = KVCache(model.cfg.n_layer, size=cache, sinks=sinks if policy == "sinks" else 0)
+    nll = [F.cross_entropy(logits, ids[:, t + 1], reduction="none")
+           for t, logits, _, _ in stream_steps(model, ids, policy, cache, sinks)]
+    return torch.stack(nll, dim=1)
+
+
+@torch.no_grad()
+def stream_steps(model, ids, policy, cache=64, sinks=0, weights=False):
+    """Stream ``ids`` (B, T) through ``model`` with a KV cache, one token per step: the cache
+    policies of :func:`stream_nll` (which is built on this), and "dense" = a cache that keeps everything.
+
+    Yields ``(t, logits, kept, step_weights)`` for t = 0..T-2: the logits (B, vocab) predicting
+    token t + 1; ``kept``, the entries the cache holds once token t is in, in cache order (the entry
+    at index j has position j): entry e < g is the model's prepended token e, entry g + i is stream
+    token i; ``step_weights`` (with ``weights=True``, else None): per layer, token t's attention
+    over ``kept``, (B, H, len(kept)). The prepended tokens enter the cache first.
+    """
+    choice_arg("policy", policy, {"dense", "window", "sinks"})
+    g = model.cfg.n_global
+    B, T = ids.shape
+    size = None if policy == "dense" else cache
+    kv = KVCache(model.cfg.n_layer, size=size, sinks=sinks if policy == "sinks" else 0)
     for j in range(g):  # the prepended tokens go in first (position 0..g-1)
         model.step(model.globals[j].expand(B, -1), kv)
-    nll = []
     for t in range(T - 1):
-        logits = model.step(model.tok(ids[:, t]), kv)
-        nll.append(F.cross_entropy(logits, ids[:, t + 1], reduction="none"))
-    return torch.stack(nll, dim=1)
+        step_weights = [] if weights else None
+        logits = model.step(model.tok(ids[:, t]), kv, step_weights)
+        yield t, logits, kv.kept(g + t + 1), step_weights
+
+
+def streaming_sinks(model, config=None) -> int:
+    """First entries the "sinks" policy keeps for ``model``, as :func:`evaluate_streaming` picks them:
+    its prepended sink token(s) if it has any, else the first ``stream_sinks`` stream tokens."""
+    return model.cfg.n_global or (config or STREAMING)["stream_sinks"]
+
+
+def running_perplexity(nll) -> np.ndarray:
+    """``exp(mean of nll[:t + 1])`` for every t: the perplexity of the stream so far."""
+    nll = np.asarray(nll, dtype=np.float64)
+    return np.exp(np.cumsum(nll) / np.arange(1, len(nll) + 1))
+
+
+@torch.no_grad()
+def stream_trace(model, ids, policy, cache=64, sinks=0) -> dict:
+    """Everything a step-by-step view of streaming one sequence needs, from :func:`stream_steps`.
+
+    ids: (T,) or (1, T) token ids. Returns numpy data: ``"nll"`` (T-1,) per-token NLL of predicting
+    token t + 1 (equal to ``stream_nll`` for the same policy), ``"kept"`` (per step t, the cache's
+    entries in cache order, as in ``stream_steps``), ``"weights"`` (per step, (n_layer, n_head,
+    len(kept)): token t's attention over the cache), ``"tokens"`` (T,) and ``"n_global"``.
+    """
+    ids = torch.as_tensor(ids).reshape(1, -1)
+    nll, kept, weights = [], [], []
+    for t, logits, entries, w in stream_steps(model, ids, policy, cache, sinks, weights=True):
+        nll.append(float(F.cross_entropy(logits, ids[:, t + 1])))
+        kept.append(np.array(entries))
+        weights.append(torch.stack([layer[0] for layer in w]).numpy())
+    return {"nll": np.array(nll), "kept": kept, "weights": weights, "tokens": ids[0].numpy(),
+            "n_global": model.cfg.n_global}
 
 
 @torch.no_grad()
@@ -640,6 +690,81 @@ def memory_slot_usage(checkpoint_dir=None, models=None, ks=None, test_size=None)
         "only": [accuracy([j]) for j in everyone],
         "similarity": [[round(float(x), 4) for x in row] for row in similarity],
     }
+
+
+# ---------------------------------------------------------------- inputs for the explorers
+
+EXPLORED = ("long_range", "streaming")  # experiments whose models the attention explorer shows
+EXAMPLES = 32  # test inputs it offers: the first 32 of each evaluation (streaming has 4 x 512 / 64 windows)
+
+
+def explorer_example(name, variant, model, example=0, tokens=None) -> dict:
+    """Test input ``example`` of experiment ``name``'s evaluation, for ``model`` (its variant ``variant``),
+    and the query that evaluation scores; for the attention explorer.
+
+    long_range: test sequence ``example`` of ``evaluate_long_range`` (the variant's task, seed
+    TEST_SEED), under the variant's pattern; scored: the last token (answer: the value of the fact
+    asked for). streaming: 64-token test window ``example`` of ``evaluate_streaming`` (its "dense
+    within training length" input), under a causal mask; scored here: the last query whose next
+    token is in the window (answer: that token). ``tokens``: typed token ids to feed instead (scored:
+    the last token; answer: the task's own answer if it has one, else None). Returns ``{"ids": (1, n)
+    long tensor, "mask": (g+n, g+n) bool array, "query": its row, "answer": int or None, "about":
+    str}``; rows and columns 0..g-1 are the model's prepended tokens.
+    """
+    choice_arg("name", name, EXPLORED)
+    example = int_arg("example", example, minimum=0, maximum=EXAMPLES - 1)
+    g = model.cfg.n_global
+    if name == "long_range":
+        variants = long_range_variants(LONG_RANGE["window"], LONG_RANGE["radius"], LONG_RANGE["sinks"])
+        if variant not in variants:
+            raise ValueError(f"variant {variant!r} is not one of the long-range variants {list(variants)}")
+        _, pattern, fact = variants[variant]
+        task = _long_range_task(fact)
+        if tokens is None:
+            ids, answers, pos = task.sample(LONG_RANGE["test_size"], TEST_SEED)
+            ids, answer = ids[example : example + 1], int(answers[example])
+            p = int(pos[example])  # in the heatmap's coordinates the prepended tokens come first
+            about = f"test sequence {example}: fact (token {p}) at key {g + p}, asked by query {g + task.n - 1}"
+        else:
+            ids = _typed_tokens(tokens, model.cfg.vocab_size, model.cfg.max_len - g)
+            try:
+                answer = int(task.brute_force_answer(ids)[0])
+                about = "typed tokens: the fact asked for is in the sequence"
+            except (StopIteration, RuntimeError):  # no fact token for the key asked at the end
+                answer, about = None, "typed tokens: no answer (no fact for the key asked at the end)"
+        query = g + ids.shape[1] - 1
+    else:
+        pattern = P.causal()
+        c = STREAMING
+        if tokens is None:
+            streams = MarkovSource(**c["source"]).sample(c["test_streams"], c["test_len"], seed=TEST_SEED)
+            window = streams.reshape(-1, c["train_len"])[example]
+            ids, answer = window[None, :], int(window[-1])
+            about = f"test window {example} ({len(window)} tokens): query {g + len(window) - 2} predicts its last token"
+            query = g + ids.shape[1] - 2
+        else:
+            ids = _typed_tokens(tokens, model.cfg.vocab_size, 4 * c["train_len"])
+            answer, about = None, "typed tokens: no answer (the next token is not known)"
+            query = g + ids.shape[1] - 1
+    n = g + ids.shape[1]
+    return {"ids": torch.from_numpy(ids), "mask": pattern.mask(n), "query": query, "answer": answer, "about": about}
+
+
+def _typed_tokens(tokens, vocab_size, max_len) -> np.ndarray:
+    """Token ids typed by a learner (a string of integers, or a sequence) as a (1, n) int64 array."""
+    if isinstance(tokens, str):
+        parts = tokens.replace(",", " ").split()
+        if not all(p.lstrip("-").isdigit() for p in parts):
+            raise ValueError(f"tokens must be integers separated by spaces or commas, got {tokens!r}")
+        tokens = [int(p) for p in parts]
+    ids = np.asarray(tokens)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError("tokens must be a string or a sequence of integer token ids")
+    if not 2 <= len(ids) <= max_len:
+        raise ValueError(f"tokens must hold 2 to {max_len} ids for this model, got {len(ids)}")
+    if ids.min() < 0 or ids.max() >= vocab_size:
+        raise ValueError(f"token ids must be in 0..{vocab_size - 1} (the model's vocabulary), got {ids.min()}..{ids.max()}")
+    return ids.astype(np.int64)[None, :]
 
 
 def _md(text: str) -> str:

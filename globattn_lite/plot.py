@@ -26,6 +26,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize, PowerNorm, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -42,9 +43,11 @@ __all__ = [
     "OKABE_ITO",
     "plot_mask",
     "plot_attention",
+    "plot_model_attention",
     "plot_softmax",
     "plot_receptive_field",
     "plot_kv_budget",
+    "plot_cache_step",
     "plot_scaling",
 ]
 
@@ -347,6 +350,82 @@ def plot_attention(weights, tokens=None, ax=None):
     return fig
 
 
+def _panel_figure(width, height, rects):
+    """A standalone figure (inches ``width`` x ``height``) with axes at fixed rects (figure fractions):
+    fixed rects instead of a layout engine, which would double the drawing time."""
+    fig = CourseFigure(figsize=(width, height), dpi=STYLE["dpi"])
+    return fig, [fig.add_axes(rect) for rect in rects]
+
+
+def _title_top(title, height):
+    """Figure fraction where an axes must end so ``title`` fits above it (figure ``height`` inches)."""
+    lines = title.count("\n") + 1
+    return 1 - (0.15 + lines * STYLE["title_size"] * 1.3 / 72) / height
+
+
+def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, title="", ax=None):
+    """A trained model's attention weights on one input: rows = queries, columns = keys.
+
+    ``weights``: (n, n), non-negative, zero wherever ``mask`` (the (n, n) bool pattern the model ran
+    under) is False. Drawn as one RGBA image: ``viridis`` on a square-root scale (``PowerNorm(0.5)``),
+    so small weights stay visible, and the pairs the pattern masks in light grey, so "masked" and
+    "allowed but small" (dark) differ.
+    ``query``: the row outlined in vermillion (the query the task scores). ``n_global``: positions
+    0..n_global-1 are prepended (global or sink) tokens; their row and column are outlined in blue
+    dashes. ``numbers``: ``{label: text}`` shown in a panel beside the heatmap (added to the title
+    when ``ax`` is given). ``title``: first title line(s), e.g. the model, layer and head.
+    """
+    w = _finite_array("weights", weights, 2, "queries x keys")
+    mask = bool_mask_arg("mask", mask)
+    if mask.shape != w.shape or w.shape[0] != w.shape[1]:
+        raise ValueError(f"weights and mask must both be square and of one shape, got {w.shape} and {mask.shape}")
+    if (w < 0).any():
+        raise ValueError(f"weights must be non-negative, got a minimum of {w.min():.3g}")
+    if (w[~mask] != 0).any():
+        raise ValueError("weights must be 0 on every pair the mask forbids (mask False)")
+    n = w.shape[0]
+    query = _query_arg(query, n)
+    g = int_arg("n_global", n_global, minimum=0, maximum=n)
+    numbers = {} if numbers is None else dict(numbers)
+    if not isinstance(title, str):
+        raise TypeError(f"title must be a string, got {type(title).__name__}")
+    lines = [title] if title else []
+    lines.append(f"{n} positions ({g} prepended), {int(mask.sum()):,} allowed pairs; grey = masked")
+    if ax is None:
+        full = "\n".join(lines)
+        top = _title_top(full, 4.8)
+        fig, (ax, cax) = _panel_figure(8.0, 4.8, [(0.07, 0.1, 0.5, top - 0.1), (0.585, 0.1, 0.015, top - 0.1)])
+        text_at = (0.69, top)  # the numbers: figure text, no axes (an axes would cost a tenth of the time)
+    else:
+        if not isinstance(ax, Axes):
+            raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+        fig, cax, text_at = _root_figure(ax), None, None
+        lines += [f"{k}: {v}" for k, v in numbers.items()]
+    top_weight = float(w.max())
+    # one RGBA image, coloured here (masked pairs grey): a second, overlaid image would cost as much again
+    norm, cmap = PowerNorm(0.5, vmin=0, vmax=top_weight or 1.0), colormaps[STYLE["heatmap_cmap"]]
+    rgba = cmap(norm(w))
+    rgba[~mask] = to_rgba(STYLE["missing"], 1.0)
+    ax.imshow(rgba, interpolation="nearest")
+    im = ScalarMappable(norm=norm, cmap=cmap)
+    if g:
+        for rect in ((-0.5, -0.5, n, g), (-0.5, -0.5, g, n)):
+            ax.add_patch(Rectangle(rect[:2], rect[2], rect[3], fill=False, edgecolor=OKABE_ITO[1],
+                                   linestyle="--", linewidth=1.3))
+    if query is not None:
+        ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.6,
+                               clip_on=False))
+    if cax is not None:
+        cbar = fig.colorbar(im, cax=cax, ticks=[t for t in (0, 0.01, 0.1, 0.5, 1) if t <= top_weight])
+        cbar.set_label("attention weight (square-root scale)", fontsize=STYLE["label_size"])
+        cbar.ax.tick_params(labelsize=STYLE["tick_size"])
+    _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
+    if text_at is not None:
+        text = "\n".join(textwrap.fill(f"{k}: {v}", 32, subsequent_indent="   ") for k, v in numbers.items())
+        fig.text(*text_at, text, va="top", ha="left", fontsize=STYLE["label_size"])
+    return fig
+
+
 # --------------------------------------------------------------------------- softmax
 
 
@@ -609,6 +688,107 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
         title = [head, f"at {max_tokens:,} tokens, batch {batch}: " + "; ".join(summary[:1])] + summary[1:]
     _decorate(ax, "\n".join(title), "tokens in context", "KV cache (GiB, whole batch)")
     _fit(fig, own)
+    return fig
+
+
+def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weight, policy_ppl,
+                    reference_ppl, sinks=0, current_slot=None, evicted_at=None, trained_at=None,
+                    policy="policy", reference="recompute", title=""):
+    """One decoding step with a KV cache: the cache's slots, then two curves over all steps.
+
+    Top: the ``C`` slots of the cache as stored (``slot_*`` arrays of length C, in slot order; the
+    first ``sinks`` are sink slots, outlined orange; ``current_slot`` holds the token just added,
+    outlined vermillion), coloured by the current query's attention weight on each slot
+    (``slot_weights``, NaN for an empty slot, painted grey); up to 64 slots each shows its token
+    (``slot_tokens``, strings) and its position id (``slot_positions``, -1 for empty).
+    Middle: ``first_weight[t]``, the weight step t's query puts on the entry at position 0.
+    Bottom: running perplexities ``policy_ppl`` and ``reference_ppl`` (label ``policy``/``reference``).
+    A vertical line marks ``step``; dotted ones ``evicted_at``, the first step that evicted an entry,
+    and ``trained_at``, the first step whose query sits at a position beyond the training length.
+    Always a standalone figure of four panels (no ``ax``), 8.4 inches wide.
+    """
+    weights = np.asarray(slot_weights, dtype=float)
+    positions = np.asarray(slot_positions)
+    if weights.ndim != 1 or len(weights) == 0 or len(positions) != len(weights) or len(slot_tokens) != len(weights):
+        raise ValueError("slot_tokens, slot_positions and slot_weights must be 1-D, non-empty and of one length, "
+                         f"got {len(slot_tokens)}, {len(positions)}, {len(weights)}")
+    curves = [_finite_array(name, x, 1, "one value per step")
+              for name, x in (("first_weight", first_weight), ("policy_ppl", policy_ppl),
+                              ("reference_ppl", reference_ppl))]
+    steps = len(curves[0])
+    if any(len(c) != steps for c in curves):
+        raise ValueError(f"first_weight, policy_ppl and reference_ppl must have one value per step, "
+                         f"got lengths {[len(c) for c in curves]}")
+    step = int_arg("step", step, minimum=0, maximum=steps - 1)
+    C = len(weights)
+    sinks = int_arg("sinks", sinks, minimum=0, maximum=C)
+    per_row = 16 if C <= 64 else 32
+    rows = -(-C // per_row)
+    grid = np.full(rows * per_row, np.nan)
+    grid[:C] = weights
+    grid = grid.reshape(rows, per_row)
+
+    # fixed layout in inches, top to bottom: title, slots, two curves with their titles, x label
+    title_h = 0.15 + (title.count("\n") + 1) * STYLE["title_size"] * 1.3 / 72 if title else 0.2
+    slot_h = rows * (0.5 if per_row == 16 else 0.26)
+    curve_h, gap, bottom = 1.1, 0.62, 0.5
+    height = title_h + slot_h + 2 * (gap + curve_h) + bottom
+    y_slots = 1 - (title_h + slot_h) / height
+    y_w = (bottom + curve_h + gap) / height
+    fig, (ax, cax, ax_w, ax_p) = _panel_figure(8.4, height, [
+        (0.07, y_slots, 0.83, slot_h / height), (0.915, y_slots, 0.015, slot_h / height),
+        (0.07, y_w, 0.88, curve_h / height), (0.07, bottom / height, 0.88, curve_h / height)])
+    cmap = colormaps[STYLE["heatmap_cmap"]].with_extremes(bad=STYLE["missing"])
+    vmax = float(np.nanmax(weights)) if np.isfinite(weights).any() else 1.0
+    im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=vmax or 1.0, interpolation="nearest", aspect="auto")
+    cbar = fig.colorbar(im, cax=cax, ticks=[0, np.floor(100 * vmax) / 100] if vmax >= 0.01 else [0])
+    cbar.set_label("weight", fontsize=STYLE["label_size"])
+    cbar.ax.tick_params(labelsize=STYLE["tick_size"])
+    for i in range(C):
+        r, c = divmod(i, per_row)
+        if C <= 64 and positions[i] >= 0:
+            dark = np.isfinite(weights[i]) and weights[i] > 0.6 * vmax
+            ax.text(c, r, f"{slot_tokens[i]}\np{positions[i]}", ha="center", va="center",
+                    fontsize=STYLE["tick_size"] - 1.5, color="black" if dark else "white")
+        if i < sinks or i == current_slot:
+            ax.add_patch(Rectangle((c - 0.48, r - 0.48), 0.96, 0.96, fill=False, linewidth=1.6,
+                                   edgecolor=HIGHLIGHT if i == current_slot else OKABE_ITO[0]))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+    x = np.arange(steps)
+    ax_w.plot(x, curves[0], color=OKABE_ITO[3], linewidth=STYLE["line_width"] * 0.7)
+    ax_w.plot([step], [curves[0][step]], "o", color=HIGHLIGHT)
+    ax_w.set_ylim(0, 1.02)
+    ax_w.set_yticks([0, 0.5, 1])
+    ax_w.tick_params(labelbottom=False)  # same steps as the perplexity axes below (few labels draw fast)
+    ax_p.plot(x, curves[1], color=OKABE_ITO[4], linewidth=STYLE["line_width"], label=policy)
+    ax_p.plot(x, curves[2], color=OKABE_ITO[7], linestyle="--", linewidth=STYLE["line_width"] * 0.7,
+              label=reference)
+    low, high = float(min(curves[1].min(), curves[2].min())), float(max(curves[1].max(), curves[2].max()))
+    ax_p.set_ylim(max(0.0, low - 0.1 * (high - low) - 0.05), high + 0.1 * (high - low) + 0.05)
+    ax_p.yaxis.set_major_locator(MaxNLocator(nbins=4))
+    for a in (ax_w, ax_p):
+        a.axvline(step, color="0.3", linewidth=1)
+        if evicted_at is not None:
+            a.axvline(evicted_at, color=HIGHLIGHT, linestyle=":", linewidth=1.4)
+        if trained_at is not None:
+            a.axvline(trained_at, color=OKABE_ITO[5], linestyle=":", linewidth=1.4)
+        a.set_xlim(-0.5, steps - 0.5)
+        a.tick_params(labelsize=STYLE["tick_size"])
+    marks = [f"{policy} (solid) {curves[1][step]:.3f}, {reference} (dashed) {curves[2][step]:.3f}"]
+    if evicted_at is not None:
+        marks.append(f"vermillion dots: first eviction (step {evicted_at})")
+    if trained_at is not None:
+        marks.append(f"purple dots: past the training length (step {trained_at})")
+    ax_w.set_title(f"weight of each step's query on the entry at position 0 (now {curves[0][step]:.3f})",
+                   fontsize=STYLE["label_size"], y=1.0)
+    ax_w.set_ylabel("weight", fontsize=STYLE["label_size"])
+    # the title names the lines (a legend would cost a fifth of the drawing time)
+    ax_p.set_title(f"running perplexity after step {step}: " + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
+                   fontsize=STYLE["label_size"], y=1.0)
+    ax_p.set_xlabel("decoding step t (token t predicts token t + 1)", fontsize=STYLE["label_size"])
+    ax_p.set_ylabel("perplexity", fontsize=STYLE["label_size"])
     return fig
 
 

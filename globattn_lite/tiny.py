@@ -199,13 +199,15 @@ class TinyTransformer(nn.Module):
     # ---- streaming with a KV cache (rotary positions renumbered inside the cache) ----
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, cache: "KVCache") -> torch.Tensor:
+    def step(self, x: torch.Tensor, cache: "KVCache", weights: list | None = None) -> torch.Tensor:
         """Feed one new position (its input vector x, shape (B, d)) through the model with ``cache``.
 
         Each layer appends the new key/value (before rotation) to the cache, evicts by the cache's
         rule, rotates the kept keys to positions ``0..len-1`` and the query to ``len-1``
         (learned positions are not supported: they cannot be renumbered beyond ``max_len``).
-        Returns the logits (B, vocab) for the next token.
+        Returns the logits (B, vocab) for the next token. With a list ``weights``, each layer
+        appends the new query's attention weights over the kept entries, (B, H, len), in cache order
+        (softmax(q k^T / sqrt(D)), the weights the layer's output is made of).
         """
         if self.cfg.positions != "rotary":
             raise ValueError("step() needs positions='rotary' (cache positions are renumbered)")
@@ -217,6 +219,8 @@ class TinyTransformer(nn.Module):
             q = rotate(q, torch.tensor([m - 1]))
             k_all = rotate(k_all, torch.arange(m))
             y = F.scaled_dot_product_attention(q, k_all, v_all)
+            if weights is not None:
+                weights.append(((q @ k_all.transpose(-1, -2)) / q.shape[-1] ** 0.5).softmax(-1)[:, :, 0])
             B, H, _, Dh = y.shape
             h = h + block.attn.proj(y.transpose(1, 2).reshape(B, 1, H * Dh))
             h = h + block.mlp(block.ln2(h))
@@ -246,3 +250,21 @@ class KVCache:
             v = torch.cat([v[:, :, : self.sinks], v[:, :, -recent:]], dim=2)
         self.k[layer], self.v[layer] = k, v
         return k, v
+
+    def kept(self, added: int) -> list[int]:
+        """Which entries (0-based, in the order they were added) the cache holds after ``added``
+        additions, in cache order: the entry at list index j has position j (see ``step``)."""
+        added = int_arg("added", added, minimum=0)
+        if self.size is None or added <= self.size:
+            return list(range(added))
+        return list(range(self.sinks)) + list(range(added - (self.size - self.sinks), added))
+
+    def ring_slot(self, entry: int) -> int:
+        """Where entry ``entry`` sits if the cache is stored as a fixed array of ``size`` slots: the
+        sinks in slots 0..sinks-1, every later entry in a ring buffer over the other slots
+        (``sinks + (entry - sinks) % (size - sinks)``), overwriting the oldest recent entry. The
+        slot is storage only: the entry's position is its index in ``kept`` (cache order)."""
+        entry = int_arg("entry", entry, minimum=0)
+        if self.size is None or entry < self.sinks:
+            return entry
+        return self.sinks + (entry - self.sinks) % (self.size - self.sinks)

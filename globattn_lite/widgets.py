@@ -8,7 +8,8 @@ Show one with a bare expression in a notebook cell::
 Each function returns an :class:`Explorer` (an ``ipywidgets.VBox``) with
 ``.controls`` (dict name -> widget), ``.figure`` (the current matplotlib Figure),
 ``.image`` (the ``ipywidgets.Image`` holding its PNG), ``.status`` (an HTML line with the
-live counts, or the error), ``.error`` / ``.errors`` (the last / every exception a redraw
+live counts, or the error), ``.numbers`` (the numbers the current figure shows, for explorers
+that compute some), ``.error`` / ``.errors`` (the last / every exception a redraw
 raised) and ``.refresh()``. Set a control (``ex.controls["n"].value = 128``) and the figure
 is redrawn at once, also headless, so tests can check what it shows.
 
@@ -47,6 +48,8 @@ __all__ = [
     "softmax_explorer",
     "receptive_field_explorer",
     "kv_budget_explorer",
+    "attention_explorer",
+    "cache_explorer",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,14 +65,16 @@ class Explorer(widgets.VBox):
     ``draw(values) -> Figure``: values is ``{name: widget.value}``; the figure's title doubles
     as the live-counts line. ``sync(controls, change)``: optional, run before each draw to
     keep controls consistent (a query slider's max follows n, unused controls are disabled);
-    ``change`` is the traitlets change that triggered the redraw, or None.
+    ``change`` is the traitlets change that triggered the redraw, or None. ``draw`` may also
+    return ``(figure, numbers)``: the dict ``numbers`` is kept as ``.numbers``. ``extras``: widgets
+    laid out after the controls but not observed (a Play button linked to a slider in the browser).
     """
 
-    def __init__(self, title, controls, draw, sync=None):
+    def __init__(self, title, controls, draw, sync=None, extras=()):
         image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         status = widgets.HTML()
         grid = widgets.GridBox(
-            list(controls.values()),
+            list(controls.values()) + list(extras),
             layout=widgets.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))",
                                   grid_gap="2px 16px", width="min(100%, 960px)"),
         )
@@ -79,6 +84,7 @@ class Explorer(widgets.VBox):
         self.image = image
         self.status = status
         self.figure = None
+        self.numbers = {}
         self.png = b""
         self.error = None
         self.errors = []
@@ -111,6 +117,7 @@ class Explorer(widgets.VBox):
                 if self._sync is not None:
                     self._sync(self.controls, change)
                 fig = self._draw(self.values)
+                fig, numbers = fig if isinstance(fig, tuple) else (fig, {})
                 png = plot.figure_png(fig)
             except Exception as exc:  # shown and recorded, never silent
                 self.error = exc
@@ -123,7 +130,7 @@ class Explorer(widgets.VBox):
                 return
             finally:
                 self._busy = False
-            self.figure, self.png, self.error = fig, png, None
+            self.figure, self.numbers, self.png, self.error = fig, numbers, png, None
             self.image.value = png
             self.status.value = html.escape(self.summary)
 
@@ -412,3 +419,279 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
                                    stacks=stacks)
 
     return Explorer("KV-budget explorer", controls, draw, sync)
+
+
+# --------------------------------------------------------------------------- trained models
+# These two explorers import torch (through experiments) only when called: the other explorers
+# stay a light import.
+
+
+def _experiments():
+    from globattn_lite import experiments
+
+    return experiments
+
+
+def _head_options(n_head):
+    return [("mean over heads", "mean")] + [(f"head {h}", h) for h in range(n_head)]
+
+
+def _sync_layer_and_head(c, model):
+    """Layer slider and head menu follow the chosen model's sizes (the value stays when it fits)."""
+    _set_max(c["layer"], model.cfg.n_layer - 1)
+    options = _head_options(model.cfg.n_head)
+    if list(c["head"].options) != options:
+        keep = c["head"].value
+        c["head"].options = options
+        c["head"].value = keep if keep in [v for _, v in options] else "mean"
+
+
+def _layer_head(weights, layer, head):
+    """Weights (n_layer, n_head, ...) -> one layer's for one head, or the mean over its heads
+    (a mean of distributions: every row still sums to 1)."""
+    w = weights[layer]
+    return w.mean(axis=0) if head == "mean" else w[head]
+
+
+def _load_explored(names, checkpoint_dir):
+    """``{(experiment, variant): model}`` of every experiment in ``names`` with a checkpoint there."""
+    E = _experiments()
+    models = {}
+    for name in names:
+        choice_arg("experiments", name, E.EXPLORED)
+        try:
+            loaded = E.load_models(name, checkpoint_dir)
+        except FileNotFoundError:
+            continue
+        models.update({(name, variant): m for variant, m in loaded.items()})
+    if not models:
+        raise FileNotFoundError(f"no checkpoint of {list(names)} in {checkpoint_dir or E.CHECKPOINT_DIR}; "
+                                "train one with: python -m globattn_lite.experiments long_range")
+    return models
+
+
+def _pick_model(models, experiment, variant, what):
+    """The (experiment, variant) key asked for; default: the first variant with a prepended token."""
+    keys = [k for k in models if experiment is None or k[0] == experiment]
+    if not keys:
+        raise ValueError(f"experiment must be one of {sorted({k[0] for k in models})}, got {experiment!r}")
+    if variant is None:
+        return next((k for k in keys if models[k].cfg.n_global), keys[0])
+    for k in keys:
+        if k[1] == variant:
+            return k
+    raise ValueError(f"{what} must be one of {[k[1] for k in keys]} (the variants in the checkpoint), got {variant!r}")
+
+
+def attention_explorer(experiment="long_range", variant=None, example=0, tokens="", layer=None, head="mean",
+                       checkpoint_dir=None, experiments=("long_range", "streaming")):
+    """Explore what a trained model attends to: checkpoint variant, input, layer, head (or the mean).
+
+    Loads every experiment of ``experiments`` found in ``checkpoint_dir`` (default: the shipped
+    checkpoints) with ``experiments.load_models``; the variants are whatever the checkpoints hold
+    (default: ``experiment``'s variant whose key 0 the most queries may read). The input is test
+    input ``example`` of the experiment's evaluation (``experiments.explorer_example``) or typed token ids (``tokens``, e.g. ``"3 17 5"``; empty = the
+    example). The heatmap shows the weights of ``layer`` (default: the last) and ``head`` under the
+    variant's mask (masked pairs grey), the scored query's row outlined, prepended tokens dashed;
+    beside it the numbers in ``.numbers``: the scored row's weight on key 0 and on the prepended
+    tokens, key 0's mean weight over the queries allowed to see it, the row's entropy, and the
+    prediction with its probability. Returns an :class:`Explorer`.
+    """
+    E = _experiments()
+    import torch
+
+    models = _load_explored(experiments, checkpoint_dir)
+    if variant is None and experiment in {k[0] for k in models}:
+        # default: the variant whose key 0 the most queries may read (the global token, the sink token)
+        reach = {}
+        for k, m in models.items():
+            if k[0] == experiment:
+                try:
+                    reach[k] = int(E.explorer_example(*k, m)["mask"][:, 0].sum()) + 0.5 * bool(m.cfg.n_global)
+                except ValueError:  # a variant this code cannot build inputs for: shown, with the error, if chosen
+                    continue
+        variant = max(reach, key=reach.get)[1] if reach else None
+    start = _pick_model(models, experiment, variant, "variant")
+    model = models[start]
+    example = int_arg("example", example, minimum=0, maximum=E.EXAMPLES - 1)
+    if not isinstance(tokens, str):
+        raise TypeError(f"tokens must be a string of token ids (e.g. '3 17 5'), got {type(tokens).__name__}")
+    layer = model.cfg.n_layer - 1 if layer is None else int_arg("layer", layer, minimum=0,
+                                                                  maximum=model.cfg.n_layer - 1)
+    if head != "mean":
+        head = int_arg("head", head, minimum=0, maximum=model.cfg.n_head - 1)
+    controls = {
+        "model": _dropdown("model", [(f"{name}: {v}", (name, v)) for name, v in models], start),
+        "example": _slider("test example", example, 0, E.EXAMPLES - 1),
+        "layer": _slider("layer", layer, 0, model.cfg.n_layer - 1),
+        "head": _dropdown("head", _head_options(model.cfg.n_head), head),
+        "tokens": widgets.Text(value=tokens, placeholder="token ids, e.g. 3 17 5 (empty: the example)",
+                               description="typed tokens", continuous_update=False, style=_DESCRIPTION,
+                               layout=_WIDE),
+    }
+    forwards = {}  # (model key, example, tokens) -> the input, weights (L, H, n, n) and probabilities
+
+    @torch.no_grad()
+    def forward(key, example, tokens):
+        if (key, example, tokens) not in forwards:
+            m = models[key]
+            case = E.explorer_example(key[0], key[1], m, example, tokens=tokens or None)
+            logits, weights = m(case["ids"], case["mask"], need_weights=True)
+            probs = logits[0, case["query"] - m.cfg.n_global].softmax(-1).double().numpy()
+            weights = np.stack([w[0].double().numpy() for w in weights])
+            forwards.clear()  # one input at a time: enough for moving layer and head
+            forwards[(key, example, tokens)] = (case, weights, probs)
+        return forwards[(key, example, tokens)]
+
+    def sync(c, change):
+        _sync_layer_and_head(c, models[c["model"].value])
+        c["example"].disabled = bool(c["tokens"].value.strip())
+
+    def draw(v):
+        key = v["model"]
+        m = models[key]
+        case, weights, probs = forward(key, v["example"], v["tokens"].strip())
+        w = _layer_head(weights, v["layer"], v["head"])
+        return describe(key, m, case, w, probs, v)
+
+    def describe(key, m, case, w, probs, v):
+        from globattn_lite import softmax_tools
+
+        g, q, mask = m.cfg.n_global, case["query"], case["mask"]
+        row = w[q]
+        allowed = int(mask[q].sum())
+        predicted = int(probs.argmax())
+        seen_by = mask[:, 0]
+        numbers = {
+            f"query {q}, weight on key 0" + (" (prepended)" if g else ""):
+                f"{row[0]:.3f}" if mask[q, 0] else "none (masked)",
+        }
+        if g > 1:
+            numbers[f"query {q}, weight on the {g} prepended"] = f"{row[:g].sum():.3f}"
+        numbers[f"query {q}, entropy"] = (
+            f"{softmax_tools.entropy(row[mask[q]] / row[mask[q]].sum()):.3f} nats over its {allowed} keys "
+            f"(uniform: ln {allowed} = {np.log(allowed):.3f})")
+        numbers["key 0, mean weight"] = f"{w[seen_by, 0].mean():.3f} over the {int(seen_by.sum())} queries that may read it"
+        numbers["prediction"] = f"{predicted} (p = {probs[predicted]:.3f})"
+        if case["answer"] is not None:
+            verdict = "right" if predicted == case["answer"] else "wrong"
+            numbers["answer"] = f"{case['answer']} (p = {probs[case['answer']]:.3f}): {verdict}"
+        head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
+        title = f"{key[0]}: {key[1]}, layer {v['layer']}, {head}\n{case['about']}"
+        fig = plot.plot_model_attention(w, mask, query=q, n_global=g, numbers=numbers, title=title)
+        return fig, {"query": q, "weights": w, "row": row, "probs": probs, "answer": case["answer"],
+                     "predicted": predicted, **numbers}
+
+    return Explorer("Attention explorer (trained models)", controls, draw, sync)
+
+
+STREAM_POLICIES = (("window: the last C entries", "window"), ("sinks + window (C in all)", "sinks"),
+                   ("dense: keeps every entry", "dense"))
+
+
+def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0, head="mean", length=None,
+                   checkpoint_dir=None):
+    """Step through decoding a stream with a KV cache: a streaming checkpoint, a cache policy and size.
+
+    The stream is test stream 0 of the streaming experiment (``length`` tokens, default 4 training
+    lengths), fed one token per step by ``experiments.stream_trace`` (``stream_nll``'s code path:
+    ``KVCache`` + ``TinyTransformer.step``, positions assigned within the cache). Policies: "window"
+    (the last C entries), "sinks" (the first ``experiments.streaming_sinks(model)`` entries + the
+    most recent, C in all), "dense" (keeps every entry). At step t the figure shows the cache's slots
+    as stored (sinks, then the recent entries in a ring buffer) with each slot's token and position
+    id, coloured by token t's attention (``layer``, ``head`` or the mean); the weight each step puts
+    on the entry at position 0; and the running perplexity against recomputation
+    (``stream_nll(..., "recompute", C)``: a fresh forward over the last C entries per token). The
+    first eviction is marked. A Play button advances the step in the browser. Returns an :class:`Explorer`.
+    """
+    E = _experiments()
+    import torch
+
+    from globattn_lite.tasks import MarkovSource
+    from globattn_lite.tiny import KVCache
+
+    models = E.load_models("streaming", checkpoint_dir)
+    key = _pick_model({("streaming", v): m for v, m in models.items()}, "streaming", variant, "variant")[1]
+    model = models[key]
+    policy = choice_arg("policy", policy, [p for _, p in STREAM_POLICIES])
+    sizes = sorted(E.STREAMING["caches"])
+    cache = sizes[0] if cache is None else cache
+    if cache not in sizes:
+        raise ValueError(f"cache must be one of {sizes} (the experiment's cache sizes), got {cache!r}")
+    length = 4 * E.STREAMING["train_len"] if length is None else int_arg("length", length, minimum=max(sizes) + 2,
+                                                                         maximum=1024)
+    steps = length - 1
+    layer = int_arg("layer", layer, minimum=0, maximum=model.cfg.n_layer - 1)
+    if head != "mean":
+        head = int_arg("head", head, minimum=0, maximum=model.cfg.n_head - 1)
+    first = cache - model.cfg.n_global  # the step whose new entry is the first one over the cache size
+    step = min(first + 4, steps - 1) if step is None else int_arg("step", step, minimum=0, maximum=steps - 1)
+    ids = torch.from_numpy(MarkovSource(**E.STREAMING["source"]).sample(1, length, seed=E.TEST_SEED))
+    # training windows: g prepended + train_len stream tokens, so step t's query (position g + t in a
+    # dense cache) is beyond every trained position from t = train_len on
+    train_len = E.STREAMING["train_len"]
+
+    controls = {
+        "model": _dropdown("model", list(models), key),
+        "policy": _dropdown("policy", STREAM_POLICIES, policy),
+        "cache": _dropdown("cache size C", sizes, cache),
+        "layer": _slider("layer", layer, 0, model.cfg.n_layer - 1),
+        "head": _dropdown("head", _head_options(model.cfg.n_head), head),
+        "step": _slider("step t", step, 0, steps - 1),
+    }
+    play = widgets.Play(value=step, min=0, max=steps - 1, interval=400, description="play",
+                        layout=widgets.Layout(width="auto"))
+    link = widgets.jslink((play, "value"), (controls["step"], "value"))  # browser side: no kernel round trip
+    traces = {}  # (variant, policy, C) -> what every step of that run shows
+
+    def run(variant, policy, C):
+        if (variant, policy, C) not in traces:
+            m = models[variant]
+            sinks = E.streaming_sinks(m) if policy == "sinks" else 0
+            trace = E.stream_trace(m, ids, policy, C, sinks)
+            reference = E.stream_nll(m, ids, "recompute", C)[0].numpy()
+            size = None if policy == "dense" else C
+            evicted_at = None if size is None else C - m.cfg.n_global  # the step that adds entry C + 1
+            traces[(variant, policy, C)] = {
+                **trace, "sinks": sinks, "layout": KVCache(1, size=size, sinks=sinks),
+                "slots": m.cfg.n_global + steps if size is None else C,
+                "ppl": E.running_perplexity(trace["nll"]), "reference": E.running_perplexity(reference),
+                "evicted_at": evicted_at if evicted_at is not None and evicted_at < steps else None,
+                "trained_at": train_len if train_len < steps else None,
+            }
+        return traces[(variant, policy, C)]
+
+    def sync(c, change):
+        _sync_layer_and_head(c, models[c["model"].value])
+
+    def draw(v):
+        r = run(v["model"], v["policy"], v["cache"])
+        g, t = r["n_global"], v["step"]
+        kept, w = r["kept"][t], _layer_head(r["weights"][t], v["layer"], v["head"])
+        tokens, positions, weights = [""] * r["slots"], np.full(r["slots"], -1), np.full(r["slots"], np.nan)
+        for position, entry in enumerate(kept):
+            slot = r["layout"].ring_slot(int(entry))
+            tokens[slot] = "sink" if entry < g else str(int(r["tokens"][entry - g]))
+            positions[slot], weights[slot] = position, w[position]
+        first_weight = np.array([_layer_head(x, v["layer"], v["head"])[0] for x in r["weights"]])
+        evicted = r["evicted_at"]
+        name = dict((p, label) for label, p in STREAM_POLICIES)[v["policy"]].split(":")[0]
+        if v["policy"] != "dense":
+            name = f"{name}, C = {v['cache']}"
+        head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
+        title = (f"{v['model']}, {name}: step {t} feeds token {int(r['tokens'][t])} "
+                 f"(stream position {t}), predicts token {t + 1}\n{len(kept)} entries cached"
+                 + (f", the first {r['sinks']} kept as sinks" if r["sinks"] else "")
+                 + f"; colour: its attention, layer {v['layer']}, {head}")
+        fig = plot.plot_cache_step(tokens, positions, weights, t, first_weight, r["ppl"], r["reference"],
+                                   sinks=r["sinks"], current_slot=r["layout"].ring_slot(g + t),
+                                   evicted_at=evicted, trained_at=r["trained_at"] if v["policy"] == "dense" else None,
+                                   policy=name.split(",")[0], reference=f"recompute (last {v['cache']})", title=title)
+        numbers = {"step": t, "kept entries": kept, "slot of each position": [r["layout"].ring_slot(int(e)) for e in kept],
+                   "weights": w, "weight on position 0": float(w[0]), "running ppl": float(r["ppl"][t]),
+                   "running ppl, recompute": float(r["reference"][t]), "first eviction": evicted}
+        return fig, numbers
+
+    ex = Explorer("Cache explorer (streaming models)", controls, draw, sync, extras=[play])
+    ex.play, ex.play_link = play, link
+    return ex

@@ -3,7 +3,13 @@
 Installs nothing. The test command's set-up provides /usr/bin/chromium (tools/install_browser.sh),
 playwright-python and JupyterLab in this venv, and the package's JupyterLab settings override.
 Without Chromium the test is skipped on a laptop but fails in CI (CI set). Screenshots go to
-test-artifacts/browser/. Recipe and pitfalls: ../shared/reference/widgets-notes.md.
+test-artifacts/browser/. The driver (server, browser, page helpers) is tools/labdriver.py.
+
+Why the override matters: JupyterLab sends widget comm messages to kernel subshells by default
+(`commsOverSubshells: "perCommTarget"`), which ipykernel 7 runs on their own thread, concurrently
+with cell execution; matplotlib is not thread-safe, and figures come out with missing axes
+(jupyterlab/jupyterlab#19719, matplotlib/ipympl#610, the lock in ipympl PR #603). The package
+draws without pyplot under a lock, and the override sets `commsOverSubshells` to "disabled".
 """
 
 import importlib.util
@@ -17,15 +23,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tests" / "browser" / "explorers_demo.ipynb"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-EXPLORERS = ["mask_explorer", "softmax_explorer", "receptive_field_explorer", "kv_budget_explorer"]
+EXPLORERS = ["mask_explorer", "softmax_explorer", "receptive_field_explorer", "kv_budget_explorer",
+             "attention_explorer", "cache_explorer"]
+PLAYERS = ["cache_explorer"]  # explorers with a Play button that steps a slider
 # Smallest fraction of an explorer image's rows and of its columns that hold something drawn: a
 # figure with axes spans most of both; the broken 'title only' figures of the subshell race
-# (widgets-notes.md) cover a thin band of rows.
+# (jupyterlab/jupyterlab#19719) cover a thin band of rows.
 MIN_COVERAGE = 0.3
 
 
 def _load_driver():
-    spec = importlib.util.spec_from_file_location("labdriver", REPO / "tests" / "browser" / "labdriver.py")
+    spec = importlib.util.spec_from_file_location("labdriver", REPO / "tools" / "labdriver.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("labdriver", module)
     spec.loader.exec_module(module)
@@ -75,7 +83,7 @@ def test_missing_chromium_skips_on_a_laptop_but_fails_in_ci(monkeypatch):
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -106,7 +114,7 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
 
             widget_cells = [c for c in cells if c["widgetViews"]]
             names = [lab.explorer_name(c["source"], c["index"]) for c in widget_cells]
-            assert names == EXPLORERS, f"the demo should show the four explorers in order: {names}"
+            assert names == EXPLORERS, f"the demo should show the {len(EXPLORERS)} explorers in order: {names}"
 
             for cell in widget_cells:
                 nb.wait_rendered(cell["index"])
@@ -134,6 +142,14 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                 for label in nb.toggle_checkboxes(i):  # e.g. the KV explorer's "sinks inside W"
                     lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
                     print(f"{name}: checkbox {label!r} ticked: new image")
+
+            for cell, name in zip(widget_cells, names):
+                if name in PLAYERS:  # Play advances the step slider in the page (jslink), each step redraws
+                    before, after = nb.press_play(cell["index"])
+                    assert after["now"] > before["now"], f"{name}: Play moved {before['label']!r} backwards"
+                    lab.check_explorer_state(nb.state(cell["index"]), name, MIN_COVERAGE)
+                    shots.append(nb.screenshot_cell(cell["index"], ARTIFACTS / f"{name}-played.png"))
+                    print(f"{name}: Play moved {before['label']!r} {before['readout']} -> {after['readout']}")
 
             page.wait_for_timeout(1000)  # settle: a late redraw must not leave anything blank
             for cell, name in zip(widget_cells, names):

@@ -240,3 +240,62 @@ def test_shipped_memory_slot_usage_reproduces():
 def test_shipped_checkpoints_are_small():
     total = sum(p.stat().st_size for p in E.CHECKPOINT_DIR.glob("*") if p.is_file())
     assert total < 10 * 2**20
+
+
+@pytest.mark.parametrize("policy, cache, sinks", [("window", 8, 0), ("sinks", 8, 1), ("dense", 8, 0)])
+@pytest.mark.parametrize("g", [0, 1])
+def test_stream_trace_is_stream_nll_step_by_step(policy, cache, sinks, g):
+    torch.manual_seed(0)
+    model = TinyTransformer(TinyConfig(16, n_layer=2, d_model=32, positions="rotary", n_global=g)).eval()
+    ids = torch.from_numpy(MarkovSource(16, seed=0).sample(1, 30, seed=1))
+    trace = E.stream_trace(model, ids, policy, cache, sinks)
+    reference = E.stream_nll(model, ids, policy, cache, sinks)[0].numpy()
+    np.testing.assert_allclose(trace["nll"], reference, atol=1e-5 if policy == "dense" else 0)
+    assert len(trace["kept"]) == len(trace["weights"]) == 29
+    for t, (kept, w) in enumerate(zip(trace["kept"], trace["weights"])):
+        if policy == "dense":
+            assert kept.tolist() == list(range(g + t + 1))
+        else:
+            assert len(kept) == min(cache, g + t + 1) and kept[-1] == g + t
+            assert kept[:sinks].tolist() == list(range(min(sinks, g + t + 1)))
+        assert w.shape == (2, 4, len(kept))
+        np.testing.assert_allclose(w.sum(-1), 1, atol=1e-5)
+    np.testing.assert_allclose(E.running_perplexity(trace["nll"])[-1], np.exp(reference.mean()), rtol=1e-6)
+    with pytest.raises(ValueError, match="policy"):
+        next(E.stream_steps(model, ids, "recompute"))
+
+
+def test_explorer_example_is_the_evaluation_input():
+    if not (E.CHECKPOINT_DIR / "long_range.pt").exists():
+        pytest.skip("long_range is not shipped")
+    models = E.load_models("long_range")
+    for variant, (g, pattern, fact) in E.long_range_variants(
+            E.LONG_RANGE["window"], E.LONG_RANGE["radius"], E.LONG_RANGE["sinks"]).items():
+        ids, answers, _ = E._long_range_task(fact).sample(E.LONG_RANGE["test_size"], E.TEST_SEED)
+        for i in (0, E.EXAMPLES - 1):
+            case = E.explorer_example("long_range", variant, models[variant], i)
+            np.testing.assert_array_equal(case["ids"].numpy(), ids[i : i + 1])  # the test set's sequence i
+            assert case["answer"] == answers[i] and case["query"] == g + ids.shape[1] - 1
+            np.testing.assert_array_equal(case["mask"], pattern.mask(g + ids.shape[1]))
+    model = next(iter(models.values()))
+    with pytest.raises(ValueError, match="vocabulary"):
+        E.explorer_example("long_range", variant, model, tokens="1 2 100000")
+    with pytest.raises(ValueError, match="2 to"):
+        E.explorer_example("long_range", variant, model, tokens="5")
+    with pytest.raises(ValueError, match="variant"):
+        E.explorer_example("long_range", "no such variant", model)
+    with pytest.raises(ValueError, match="example"):
+        E.explorer_example("long_range", variant, model, E.EXAMPLES)
+
+
+def test_explorer_example_streaming_window_is_the_evaluation_chunk():
+    c = E.STREAMING
+    torch.manual_seed(0)
+    model = TinyTransformer(TinyConfig(16, n_layer=1, d_model=32, positions="rotary", n_global=1)).eval()
+    streams = MarkovSource(**c["source"]).sample(c["test_streams"], c["test_len"], seed=E.TEST_SEED)
+    case = E.explorer_example("streaming", "any name", model, 9)
+    np.testing.assert_array_equal(case["ids"].numpy()[0], streams.reshape(-1, c["train_len"])[9])
+    assert case["query"] == 1 + c["train_len"] - 2 and case["answer"] == streams.reshape(-1, c["train_len"])[9, -1]
+    np.testing.assert_array_equal(case["mask"], P.causal().mask(1 + c["train_len"]))
+    typed = E.explorer_example("streaming", "any name", model, tokens="1, 2, 3")
+    assert typed["ids"].tolist() == [[1, 2, 3]] and typed["query"] == 3 and typed["answer"] is None

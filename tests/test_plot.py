@@ -15,6 +15,8 @@ import sys
 
 import numpy as np
 import pytest
+from matplotlib import colormaps
+from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
 
 from globattn_lite import attention, costs, patterns as P, plot
@@ -496,3 +498,110 @@ def test_figures_show_themselves_as_png_without_pyplot():
     assert isinstance(fig, plot.CourseFigure)
     png = fig._repr_png_()  # what IPython shows when a cell ends with the figure
     assert png.startswith(b"\x89PNG") and png == plot.figure_png(fig)
+
+
+# --------------------------------------------------------------------------- a trained model's weights
+
+
+def band_global_weights(n=12, seed=0):
+    """Row-softmax weights of random scores under band(2) | global_tokens(1): exactly 0 where masked."""
+    mask = (P.band(2) | P.global_tokens(1)).mask(n)
+    scores = np.random.default_rng(seed).normal(size=(n, n))
+    w = np.where(mask, np.exp(scores), 0)
+    return w / w.sum(1, keepdims=True), mask
+
+
+def test_plot_model_attention_shades_masked_pairs_apart_from_small_weights():
+    w, mask = band_global_weights()
+    fig = plot.plot_model_attention(w, mask, query=11, n_global=1, numbers={"weight on key 0": "0.123"},
+                                    title="toy model")
+    heat = fig.axes[0]
+    rgba = np.asarray(heat.images[0].get_array())
+    viridis = colormaps["viridis"](PowerNorm(0.5, vmin=0, vmax=w.max())(w))
+    np.testing.assert_allclose(rgba[mask], viridis[mask])
+    assert (rgba[~mask] == to_rgba(plot.STYLE["missing"])).all()  # grey exactly on masked pairs
+    assert not np.isclose(rgba[mask][:, :3], to_rgba(plot.STYLE["missing"])[:3]).all(axis=1).any()
+    outlines = [p for p in heat.patches if p.get_edgecolor()[:3] == to_rgba(plot.HIGHLIGHT)[:3]]
+    assert len(outlines) == 1 and outlines[0].get_y() == pytest.approx(10.5)  # the query row
+    assert len(heat.patches) == 3  # + the global token's row and column
+    assert heat.get_title().startswith("toy model\n12 positions (1 prepended), "
+                                       f"{int(mask.sum()):,} allowed pairs")
+    assert len(fig.axes) == 2 and "weight on key 0: 0.123" in fig.texts[0].get_text()  # heatmap, colour bar
+
+
+def test_plot_model_attention_into_given_axes_puts_numbers_in_the_title():
+    w, mask = band_global_weights(8)
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot.plot_model_attention(w, mask, numbers={"entropy": "1.0 nats"}, ax=ax) is fig
+    assert ax.get_title().endswith("entropy: 1.0 nats") and len(ax.patches) == 0
+
+
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        (lambda w, m: (w, m[:-1, :-1]), ValueError, "one shape"),
+        (lambda w, m: (w + (~m) * 0.1, m), ValueError, "0 on every pair the mask forbids"),
+        (lambda w, m: (-w, m), ValueError, "non-negative"),
+        (lambda w, m: (w, m.astype(int)), TypeError, "mask"),
+    ],
+)
+def test_plot_model_attention_rejects_bad_input(change, error, words):
+    w, mask = band_global_weights(8)
+    with pytest.raises(error, match=words):
+        plot.plot_model_attention(*change(w, mask))
+    with pytest.raises(ValueError, match="query"):
+        plot.plot_model_attention(w, mask, query=8)
+
+
+# --------------------------------------------------------------------------- one KV-cache step
+
+
+def cache_step_args(C=8, steps=20):
+    tokens = [str(i) for i in range(C)]
+    tokens[-1] = ""
+    positions = np.r_[np.arange(C - 1), -1]
+    weights = np.r_[np.linspace(0.3, 0.05, C - 1), np.nan]
+    first = np.linspace(0.5, 0.1, steps)
+    return tokens, positions, weights, 5, first, np.linspace(4, 3, steps), np.linspace(3.9, 3, steps)
+
+
+def test_plot_cache_step_slots_and_curves():
+    tokens, positions, weights, step, first, ppl, ref = cache_step_args()
+    fig = plot.plot_cache_step(tokens, positions, weights, step, first, ppl, ref, sinks=1, current_slot=6,
+                               evicted_at=7, policy="window", reference="recompute", title="step 5")
+    slots, _, ax_w, ax_p = fig.axes
+    grid = np.asarray(slots.images[0].get_array())
+    assert grid.shape == (1, 16)
+    np.testing.assert_allclose(grid[0, :7], weights[:7])
+    assert np.ma.getmaskarray(grid)[0, 7:].all() or np.isnan(grid[0, 7:]).all()  # empty and padding: grey
+    assert [t.get_text() for t in slots.texts] == [f"{i}\np{i}" for i in range(7)]
+    edge = {tuple(p.get_edgecolor()[:3]) for p in slots.patches}
+    assert edge == {to_rgba(plot.OKABE_ITO[0])[:3], to_rgba(plot.HIGHLIGHT)[:3]}  # sink, newest
+    np.testing.assert_allclose(ax_p.lines[0].get_ydata(), ppl)
+    np.testing.assert_allclose(ax_p.lines[1].get_ydata(), ref)
+    assert f"window (solid) {ppl[5]:.3f}, recompute (dashed) {ref[5]:.3f}" in ax_p.get_title()
+    assert "first eviction (step 7)" in ax_p.get_title() and not ax_p.get_legend()
+    assert f"(now {first[5]:.3f})" in ax_w.get_title()
+    assert [x for line in ax_w.lines[2:] for x in line.get_xdata()] == [5, 5, 7, 7]  # step and eviction lines
+
+
+def test_plot_cache_step_many_slots_drop_the_labels():
+    C = 100
+    fig = plot.plot_cache_step(["1"] * C, np.arange(C), np.full(C, 0.01), 0, [0.5], [3.0], [3.0], trained_at=0)
+    assert np.asarray(fig.axes[0].images[0].get_array()).shape == (4, 32) and not fig.axes[0].texts
+    assert "past the training length (step 0)" in fig.axes[3].get_title()
+
+
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        (lambda a: (a[0][:-1],) + a[1:], ValueError, "one length"),
+        (lambda a: a[:3] + (99,) + a[4:], ValueError, "step"),
+        (lambda a: a[:4] + (a[4][:-1],) + a[5:], ValueError, "one value per step"),
+        (lambda a: a[:5] + (np.r_[a[5][:-1], np.nan],) + a[6:], ValueError, "finite"),
+    ],
+)
+def test_plot_cache_step_rejects_bad_input(change, error, words):
+    with pytest.raises(error, match=words):
+        plot.plot_cache_step(*change(cache_step_args()))

@@ -132,3 +132,37 @@ def test_attention_layer_equals_the_package_reference(pattern):
     ref = dense_attention(q, k, v, pattern)
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(manual, ref, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size, sinks", [(None, 0), (5, 0), (5, 2)])
+def test_kv_cache_kept_names_the_entries_it_holds(size, sinks):
+    """kept() against the cache's own tensors: add entries whose key is their number."""
+    cache = KVCache(1, size=size, sinks=sinks)
+    for entry in range(12):
+        k, _ = cache.add(0, torch.full((1, 1, 1, 1), float(entry)), torch.zeros(1, 1, 1, 1))
+        assert k[0, 0, :, 0].tolist() == cache.kept(entry + 1)
+    assert cache.kept(0) == []
+
+
+def test_kv_cache_ring_slots_overwrite_the_oldest_recent_entry():
+    cache = KVCache(1, size=5, sinks=2)
+    assert [cache.ring_slot(e) for e in range(9)] == [0, 1, 2, 3, 4, 2, 3, 4, 2]
+    for added in range(1, 12):  # the kept entries always sit in distinct slots
+        slots = [cache.ring_slot(e) for e in cache.kept(added)]
+        assert len(set(slots)) == len(slots) <= 5
+    assert KVCache(1).ring_slot(7) == 7  # no size limit: one slot per entry
+
+
+@pytest.mark.parametrize("g", [0, 1])
+def test_step_weights_are_the_last_row_of_a_full_forward(g):
+    m, x = make(positions="rotary", n_layer=2, n_global=g), ids(n=7, b=1)
+    _, full = m(x, P.causal(), need_weights=True)
+    cache, weights = KVCache(2), []
+    for j in range(g):
+        m.step(m.globals[j].expand(1, -1), cache)
+    for t in range(7):
+        weights = []
+        m.step(m.tok(x[:, t]), cache, weights)
+    assert len(weights) == 2
+    for layer in range(2):
+        torch.testing.assert_close(weights[layer], full[layer][:, :, -1], atol=1e-5, rtol=1e-5)

@@ -18,11 +18,15 @@ import threading
 
 import numpy as np
 import pytest
+import torch
+from matplotlib import colormaps
+from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from globattn_lite import costs, patterns as P, widgets as W
+from globattn_lite import costs, experiments as E, patterns as P, plot, widgets as W
 from globattn_lite.attention import local_global_pattern
+from globattn_lite.tasks import MarkovSource
 
 GIB = 2**30
 
@@ -362,3 +366,251 @@ def test_concurrent_changes_from_two_threads_leave_a_consistent_figure():
     assert ex.errors == []
     check_mask_title(ex, P.causal() & (P.sliding_window(7) | P.sinks(1)))
     assert ex.image.value == ex.png
+
+
+# --------------------------------------------------------------------------- trained models
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The explorers run tiny models: one thread is fastest on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def quick_checkpoints(tmp_path_factory):
+    """Both explorable experiments trained by the project's own --quick path (a few steps each)."""
+    out = tmp_path_factory.mktemp("quick_checkpoints")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    E.train_long_range(out_dir=out, quick=True, progress=False, threads=1)
+    E.train_streaming(out_dir=out, quick=True, progress=False, threads=1)
+    torch.set_num_threads(before)
+    return out
+
+
+def set_control(explorer, name, value):
+    """Set a control; a new, valid picture must arrive (figure sizes vary with the explorer)."""
+    before = explorer.image.value
+    explorer.controls[name].value = value
+    assert explorer.error is None, explorer.error
+    assert explorer.image.value == explorer.png and explorer.png != before
+    assert decoded(explorer.png).ndim == 3
+
+
+def check_attention(ex, checkpoint_dir=None):
+    """The heatmap and the numbers against a forward pass of the chosen model, computed here."""
+    v = ex.values
+    name, variant = v["model"]
+    model = E.load_models(name, checkpoint_dir)[variant]
+    g = model.cfg.n_global
+    case = E.explorer_example(name, variant, model, v["example"], tokens=v["tokens"] or None)
+    with torch.no_grad():
+        logits, weights = model(case["ids"], case["mask"], need_weights=True)
+    w = weights[v["layer"]][0].double()
+    w = (w.mean(0) if v["head"] == "mean" else w[v["head"]]).numpy()
+    heat = ex.figure.axes[0]
+    np.testing.assert_allclose(ex.numbers["weights"], w, atol=1e-6)  # what the heatmap was drawn from
+    rgba = np.asarray(heat.images[0].get_array())
+    grey = (rgba == to_rgba(plot.STYLE["missing"])).all(-1)
+    np.testing.assert_array_equal(grey, ~case["mask"])
+    viridis = colormaps["viridis"](PowerNorm(0.5, vmin=0, vmax=w.max())(w))
+    np.testing.assert_allclose(rgba[case["mask"]], viridis[case["mask"]], atol=0.02)  # one colour-table step
+    q = case["query"]
+    assert ex.numbers["query"] == q and case["mask"].shape == (g + case["ids"].shape[1],) * 2
+    probs = logits[0, q - g].double().softmax(-1).numpy()
+    assert ex.numbers["predicted"] == int(probs.argmax())
+    assert ex.numbers["prediction"] == f"{int(probs.argmax())} (p = {probs.max():.3f})"
+    key0 = next(k for k in ex.numbers if isinstance(k, str) and k.startswith(f"query {q}, weight on key 0"))
+    assert ex.numbers[key0] == (f"{w[q, 0]:.3f}" if case["mask"][q, 0] else "none (masked)")
+    row = w[q][case["mask"][q]]
+    row = row[row > 0]  # 0 ln 0 = 0 (a weight can underflow to 0)
+    assert ex.numbers[f"query {q}, entropy"].startswith(f"{-(row * np.log(row)).sum():.3f} nats")
+    assert ex.numbers["key 0, mean weight"].startswith(f"{w[case['mask'][:, 0], 0].mean():.3f} over")
+    head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
+    assert f"{name}: {variant}, layer {v['layer']}, {head}" in heat.get_title()
+    if case["answer"] is not None:
+        assert ex.numbers["answer"].startswith(f"{case['answer']} (p = {probs[case['answer']]:.3f}")
+    return model, case
+
+
+@pytest.mark.parametrize("factory", [W.attention_explorer, W.cache_explorer])
+def test_trained_model_explorers_build_with_a_static_fallback(factory):
+    ex = factory()
+    assert ex.error is None and isinstance(ex.figure, Figure) and ex.numbers
+    assert all(c in ex.children[1].children for c in ex.controls.values())
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]) == ex.png
+    assert bundle["text/plain"].startswith(ex.title)
+
+
+def test_attention_explorer_each_control_matches_the_model():
+    ex = W.attention_explorer()
+    name, variant = ex.controls["model"].value
+    model = E.load_models(name)[variant]
+    assert name == "long_range" and model.cfg.n_global == 1  # default: key 0 read by every query
+    check_attention(ex)
+    set_control(ex, "layer", 0)
+    check_attention(ex)
+    set_control(ex, "head", 2)
+    check_attention(ex)
+    set_control(ex, "example", 7)
+    _, case = check_attention(ex)
+    ids = case["ids"].numpy()
+    typed = " ".join(map(str, ids[0, 40:]))  # the last 24 tokens: the fact is not among them
+    set_control(ex, "tokens", typed)
+    _, case = check_attention(ex)
+    assert ex.controls["example"].disabled and case["answer"] is None
+    assert ex.figure.axes[0].images[0].get_array().shape[:2] == (1 + 24, 1 + 24)
+    set_control(ex, "tokens", "")
+    assert not ex.controls["example"].disabled
+    for key in [value for _, value in ex.controls["model"].options]:
+        if key != ex.controls["model"].value:
+            set_control(ex, "model", key)
+            check_attention(ex)
+    assert ex.controls["model"].value[0] == "streaming"  # both experiments are offered
+    assert ex.controls["layer"].max == E.load_models("streaming")[ex.controls["model"].value[1]].cfg.n_layer - 1
+
+
+def test_attention_explorer_bad_typed_tokens_show_an_error_not_a_crash():
+    ex = W.attention_explorer()
+    ex.controls["tokens"].value = "3 x 5"
+    assert isinstance(ex.error, ValueError) and "integers" in ex.status.value
+    ex.controls["tokens"].value = "1 2 99999"
+    assert isinstance(ex.error, ValueError) and "vocabulary" in ex.status.value
+    set_control(ex, "tokens", "1 2 3")
+    check_attention(ex)
+    with pytest.raises(ValueError, match="variant"):
+        W.attention_explorer(variant="no such variant")
+    with pytest.raises(TypeError, match="tokens"):
+        W.attention_explorer(tokens=[1, 2])
+
+
+def stream_ids(length=256):
+    return torch.from_numpy(MarkovSource(**E.STREAMING["source"]).sample(1, length, seed=E.TEST_SEED))
+
+
+def slot_texts(ex):
+    return [t.get_text() for t in ex.figure.axes[0].texts]
+
+
+def test_cache_explorer_each_control_matches_stream_nll_and_a_full_forward():
+    ex = W.cache_explorer(variant="sink token", policy="window", cache=16, step=5)
+    model = E.load_models("streaming")["sink token"]
+    g, C, ids = model.cfg.n_global, 16, stream_ids()
+    # before the first eviction the cache holds every entry, so the step's weights are the last row
+    # of a full forward over the same positions
+    with torch.no_grad():
+        _, full = model(ids[:, :6], P.causal().mask(g + 6), need_weights=True)
+    np.testing.assert_allclose(ex.numbers["weights"], full[0][0, :, -1].mean(0).numpy(), atol=1e-5)
+    assert ex.numbers["kept entries"].tolist() == list(range(g + 6))
+    window = E.stream_nll(model, ids, "window", C)[0].double()
+    recompute = E.stream_nll(model, ids, "recompute", C)[0].double()
+    assert ex.numbers["running ppl"] == pytest.approx(float(window[:6].mean().exp()), rel=1e-6)
+    assert ex.numbers["running ppl, recompute"] == pytest.approx(float(recompute[:6].mean().exp()), rel=1e-6)
+    assert ex.numbers["first eviction"] == C - g
+
+    set_control(ex, "step", 40)  # the sink token has been evicted: the last C entries, in a ring buffer
+    t = 40
+    entries = list(range(g + t + 1 - C, g + t + 1))
+    assert ex.numbers["kept entries"].tolist() == entries
+    assert ex.numbers["slot of each position"] == [e % C for e in entries]
+    assert ex.numbers["running ppl"] == pytest.approx(float(window[: t + 1].mean().exp()), rel=1e-6)
+    newest = entries[-1] % C
+    assert slot_texts(ex)[newest] == f"{int(ids[0, t])}\np{C - 1}"  # token t at the last position
+    assert "sink" not in " ".join(slot_texts(ex))
+
+    set_control(ex, "policy", "sinks")  # the sink token stays in slot 0 at position 0
+    assert ex.numbers["kept entries"].tolist() == [0] + list(range(g + t + 1 - (C - 1), g + t + 1))
+    assert slot_texts(ex)[0] == "sink\np0"
+    sinks = E.stream_nll(model, ids, "sinks", C, sinks=1)[0].double()
+    assert ex.numbers["running ppl"] == pytest.approx(float(sinks[: t + 1].mean().exp()), rel=1e-6)
+
+    set_control(ex, "cache", 64)
+    assert ex.numbers["first eviction"] == 64 - g and len(ex.numbers["kept entries"]) == g + t + 1
+    set_control(ex, "layer", 2)
+    set_control(ex, "head", 1)
+    trace = E.stream_trace(model, ids, "sinks", 64, sinks=1)
+    np.testing.assert_allclose(ex.numbers["weights"], trace["weights"][t][2, 1])
+    np.testing.assert_allclose(ex.figure.axes[2].lines[0].get_ydata(), [w[2, 1, 0] for w in trace["weights"]])
+
+    set_control(ex, "policy", "dense")  # nothing evicted; the training length is marked
+    assert ex.numbers["first eviction"] is None and len(ex.numbers["kept entries"]) == g + t + 1
+    assert f"past the training length (step {E.STREAMING['train_len']})" in ex.figure.axes[3].get_title()
+    set_control(ex, "model", "no sink token")
+    assert ex.numbers["kept entries"].tolist() == list(range(t + 1))
+
+
+def test_cache_explorer_play_button_drives_the_step_slider_in_the_browser():
+    ex = W.cache_explorer()
+    assert ex.play in ex.children[1].children and ex.play not in ex.controls.values()
+    assert (ex.play.min, ex.play.max) == (ex.controls["step"].min, ex.controls["step"].max)
+    link = ex.play_link
+    assert link.source == (ex.play, "value") and link.target == (ex.controls["step"], "value")
+
+
+def test_cache_explorer_shows_the_sink_token_eviction_and_nothing_for_the_control():
+    """Window policy, 16 entries: the sink-token model loses its sink at the first eviction, so the
+    weight on position 0 drops and the perplexity rises above recomputation; the control barely moves."""
+    jumps, ratios = {}, {}
+    for variant in E.load_models("streaming"):
+        ex = W.cache_explorer(variant=variant, policy="window", cache=16)
+        e = ex.numbers["first eviction"]
+        drops = []
+        for layer in range(ex.controls["layer"].max + 1):
+            ex.controls["layer"].value = layer
+            first = ex.figure.axes[2].lines[0].get_ydata()
+            drops.append(first[e - 8 : e].mean() - first[e : e + 8].mean())
+        jumps[variant] = max(drops)
+        ratios[variant] = ex.numbers["running ppl"] / ex.numbers["running ppl, recompute"]
+    sink, control = (next(v for v in jumps if v.startswith(p)) for p in ("sink", "no sink"))
+    assert jumps[sink] > 0.1 > jumps[control], jumps
+    assert ratios[sink] > 1.05 > ratios[control], ratios
+
+
+@pytest.mark.slow
+def test_explorers_take_any_checkpoint_of_the_experiments(quick_checkpoints, tmp_path):
+    ex = W.attention_explorer(checkpoint_dir=quick_checkpoints)
+    keys = [value for _, value in ex.controls["model"].options]
+    assert {k[1] for k in keys} == set(E.load_models("long_range", quick_checkpoints)) | set(
+        E.load_models("streaming", quick_checkpoints))
+    for key in keys:
+        if key != ex.controls["model"].value:
+            set_control(ex, "model", key)
+        check_attention(ex, quick_checkpoints)
+    cache = W.cache_explorer(checkpoint_dir=quick_checkpoints)
+    ids = stream_ids()
+    for variant in E.load_models("streaming", quick_checkpoints):
+        cache.controls["model"].value = variant
+        for policy in ("window", "sinks", "dense"):
+            cache.controls["policy"].value = policy
+            assert cache.error is None, cache.error
+            model = E.load_models("streaming", quick_checkpoints)[variant]
+            sinks = E.streaming_sinks(model) if policy == "sinks" else 0
+            nll = E.stream_trace(model, ids, policy, 16, sinks)["nll"]
+            t = cache.numbers["step"]
+            assert cache.numbers["running ppl"] == pytest.approx(float(np.exp(nll[: t + 1].mean())))
+
+    # variants renamed in a retrained checkpoint: the streaming ones need nothing but the model
+    models = E.load_models("streaming", quick_checkpoints)
+    E.save_checkpoint(tmp_path, "streaming", {f"renamed {k}": m for k, m in models.items()}, {})
+    cache = W.cache_explorer(checkpoint_dir=tmp_path)
+    assert cache.error is None and all(o.startswith("renamed") for o in cache.controls["model"].options)
+    ex = W.attention_explorer(experiment="streaming", checkpoint_dir=tmp_path)
+    assert ex.error is None and ex.controls["model"].value[1].startswith("renamed")
+    check_attention(ex, tmp_path)
+
+
+def test_trained_model_explorers_name_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        W.attention_explorer(checkpoint_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="streaming"):
+        W.cache_explorer(checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="cache must be one of"):
+        W.cache_explorer(cache=17)
+    with pytest.raises(ValueError, match="policy"):
+        W.cache_explorer(policy="lru")

@@ -2,12 +2,13 @@
 
 Used by tests/test_browser.py; also runnable by hand on any widget notebook:
 
-    .venv/bin/python tests/browser/labdriver.py notebooks/some_lesson.ipynb
+    .venv/bin/python tools/labdriver.py notebooks/some_lesson.ipynb
 
-The recipe (see ../shared/reference/widgets-notes.md): Debian's /usr/bin/chromium (never
-`playwright install`), a persistent context in a fresh profile dir, JupyterLab on 127.0.0.1 with
-a random token and isolated config/settings/runtime dirs, `notebook:run-all-cells` run through
-`window.jupyterapp` (needs `--LabApp.expose_app_in_browser=True`).
+The recipe: Debian's /usr/bin/chromium (never `playwright install`: it downloads a browser), a
+persistent context in a fresh profile dir (Playwright refuses `--user-data-dir` as an argument),
+JupyterLab on 127.0.0.1 with a random token and isolated config/settings/runtime dirs,
+`notebook:run-all-cells` run through `window.jupyterapp` (needs
+`--LabApp.expose_app_in_browser=True`; JupyterLab 4 has no default shortcut for it).
 """
 
 from __future__ import annotations
@@ -490,6 +491,27 @@ class NotebookPage:
                                      f"within {timeout_ms / 1000:.0f} s") from None
             labels.append(label)
         return labels
+
+    def press_play(self, index: int, changes: int = 2, timeout_ms: int = 30_000) -> tuple[dict, dict]:
+        """Click the cell's Play button (ipywidgets.Play), wait for ``changes`` new, loaded images
+        in a row, then click pause. Returns (step slider before, step slider after): the slider the
+        Play button drives is the one whose value moved."""
+        before_sliders = self.state(index)["sliders"]
+        button = self.cell(index).locator("button:has(.fa-play)").first
+        button.scroll_into_view_if_needed()
+        button.click()
+        try:
+            for _ in range(changes):
+                old = self.image_signature(index)
+                self.page.wait_for_function(
+                    "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
+                    arg=[self.notebook, index, old], timeout=timeout_ms, polling=50)
+        finally:
+            self.cell(index).locator("button:has(.fa-pause)").first.click()
+        after_sliders = self.state(index)["sliders"]
+        moved = [(b, a) for b, a in zip(before_sliders, after_sliders) if a["now"] != b["now"]]
+        assert moved, f"cell {index}: Play changed the picture but no slider moved: {after_sliders}"
+        return moved[0]
 
 
 # What an explorer shows in its status line when a redraw raised (globattn_lite.widgets).
