@@ -199,9 +199,10 @@ def _functions(source: str) -> dict:
     return namespace
 
 
-def _honest(source: str, name: str) -> float:
-    """The score the genuine checks give the fixture's function, run right here."""
-    return run_check(name, _functions(source)[name]).score
+def _honest(source: str, name: str, student: str, set_name: str) -> float:
+    """The score the genuine checks give the fixture's function, run right here with the
+    student's seed (the grader draws each student's random inputs from it)."""
+    return run_check(name, _functions(source)[name], seed=grade.seed_for(student, set_name)).score
 
 
 def _sha(folder: Path) -> dict[str, str]:
@@ -251,10 +252,15 @@ def _row(graded, name):
 @pytest.mark.slow
 def test_grading_writes_one_row_per_submission(graded):
     assert graded["proc"].returncode == 0, graded["proc"].stderr
-    assert "skipped subs/hank/helper.py" in graded["proc"].stderr
-    assert len(graded["rows"]) == 11
-    names = [n for s in EXERCISE_SETS for n in EXERCISE_SETS[s]]
-    assert graded["header"] == ["submission", "exercise_set", "status", *names, "total", "reasons"]
+    assert "subs/hank/helper.py: its name matches no exercise set" in graded["proc"].stderr
+    assert len(graded["rows"]) == 12
+    assert _row(graded, "hank/helper.py")["status"] == "unknown set"  # a row, not only a line on stderr
+    names = [n for s in EXERCISE_SETS for n in EXERCISE_SETS[s] if not specs()[n].free_text]
+    assert graded["header"] == ["student", "name", "id", "submission", "exercise_set", "status", *names,
+                                "total", "points", "max_points", "needs_review", "seconds", "seed", "flags",
+                                "reasons"]
+    assert "status counts: crashed 1, graded 9, malformed 1, unknown set 1" in graded["proc"].stderr
+    assert "slowest: " in graded["proc"].stderr
 
 
 @pytest.mark.slow
@@ -270,8 +276,8 @@ def test_wrong_submission_gets_the_same_scores_and_hints_as_the_notebook_check(g
     row = _row(graded, "bob/ex1_dense.py")
     assert row["status"] == "graded"
     for name in ("causal_mask", "softmax", "attention"):
-        expected = _honest(WRONG_EX1, name)
-        assert 0 < expected < 1
+        expected = _honest(WRONG_EX1, name, "bob", "ex1_dense")
+        assert expected < 1
         assert float(row[name]) == pytest.approx(expected, abs=1e-3)
     assert "upper instead of lower triangle" in row["reasons"]
     assert "softmax overflow" in row["reasons"] and "unscaled" in row["reasons"]
@@ -312,7 +318,7 @@ def test_tampering_changes_nothing(graded):
     row = _row(graded, "frank/ex1_dense.ipynb")
     assert row["status"] == "graded"
     for name in ("causal_mask", "softmax", "attention"):
-        honest = run_check(name, _functions(TAMPER_FUNCTIONS)[name]).score
+        honest = run_check(name, _functions(TAMPER_FUNCTIONS)[name], seed=grade.seed_for("frank", "ex1_dense")).score
         assert honest < 1 and float(row[name]) == pytest.approx(honest, abs=1e-3)
     assert row["attention"] == "0"
     broken = _row(graded, "frank/ex1_dense_broken.py")
@@ -351,6 +357,12 @@ def test_submissions_are_never_modified_and_the_csv_is_replaced_whole(graded):
 # Instructor checks
 # ------------------------------------------------------------------------------------------
 
+SOFTMAX_SOURCE = '''
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+'''
+
 INSTRUCTOR = '''
 EXERCISE_SET = "ex1_dense"
 
@@ -379,8 +391,7 @@ def test_instructor_checks_add_to_the_shipped_ones(tmp_path):
                            "--tests", "private", *FAST], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     row = _read(tmp_path / "s.csv")["ex1_dense.ipynb"]
-    spec = specs()["softmax"]
-    shipped_softmax = len(spec.cases) + len(spec.properties)
+    shipped_softmax = run_check("softmax", _functions("import numpy as np\n" + SOFTMAX_SOURCE)["softmax"]).max_points
     assert row["causal_mask"] == "1" and row["double"] == "1"
     assert float(row["softmax"]) == pytest.approx(shipped_softmax / (shipped_softmax + 1), abs=1e-3)
     assert "instructor check extra_checks.py:check_softmax: the instructor wants float32" in row["reasons"]
@@ -412,7 +423,9 @@ def test_csv_is_written_atomically(tmp_path, monkeypatch):
         def __str__(self):
             raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(grade, "_cell_text", lambda value: str(value))
+    from globattn_lite.grading import tables
+
+    monkeypatch.setattr(tables, "cell_text", lambda value: str(value))
     with pytest.raises(RuntimeError, match="disk on fire"):
         grade.write_csv_atomic(out, header, [{"submission": "b.py"}, {"submission": Boom()}])
     assert out.read_text(encoding="utf-8").splitlines()[1] == "a.py,0.5,0.3333"  # the old table is intact
@@ -471,9 +484,9 @@ def test_files_are_matched_to_exercise_sets_by_name(tmp_path):
     assert grade.exercise_set_for(Path("ex1_densest.py")) is None
     assert grade.exercise_set_for(Path("notes.py")) is None
     (tmp_path / "notes.py").write_text("x = 1\n", encoding="utf-8")
-    header, rows = grade.grade([tmp_path / "notes.py"])  # named explicitly: a row saying why
+    columns, rows = grade.grade([tmp_path / "notes.py"])  # named explicitly: a row saying why
     assert rows[0]["status"] == "unknown set" and "matches no exercise set" in rows[0]["reasons"]
-    assert header == ["submission", "exercise_set", "status", "total", "reasons"]
+    assert columns == []
 
 
 def test_command_line_usage_errors(tmp_path):
@@ -505,8 +518,10 @@ def test_sandbox_limits_the_system_refuses_are_skipped(monkeypatch):
     fake = types.SimpleNamespace(RLIMIT_AS="AS", RLIMIT_CPU="CPU", RLIMIT_FSIZE="FSIZE", RLIMIT_CORE="CORE",
                                  RLIM_INFINITY=-1, getrlimit=lambda kind: (-1, -1), setrlimit=setrlimit)
     monkeypatch.setitem(sys.modules, "resource", fake)
-    monkeypatch.setattr(grade.signal, "signal", lambda *args: None)  # leave this process's SIGXFSZ alone
-    grade._apply_limits({"memory_mb": 512, "cpu_seconds": 30})
+    from globattn_lite.grading import worker
+
+    monkeypatch.setattr(worker.signal, "signal", lambda *args: None)  # leave this process's SIGXFSZ alone
+    worker.apply_limits({"memory_mb": 512, "cpu_seconds": 30})
     assert applied == {"CPU": (30, 30), "FSIZE": (64 * 2**20, 64 * 2**20), "CORE": (0, 0)}
 
 
@@ -517,12 +532,25 @@ def test_bad_limits_and_jobs_name_the_argument(tmp_path):
         grade.Limits(memory_mb=1.5)
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         grade.grade([tmp_path], jobs=0)
-    with pytest.raises(TypeError, match="limits must be a grade.Limits"):
+    with pytest.raises(TypeError, match="limits must be a grading.Limits"):
         grade.grade([tmp_path], limits={"call_timeout": 1})
 
 
 @pytest.mark.parametrize("result, expected", [(None, None), (True, None), ([], None), ("", None), (False, "failed"),
-                                              (["a", "b"], "a; b"), ("wrong at n = 3", "wrong at n = 3"),
-                                              (0, "returned 0, expected a list of failure messages")])
+                                              (["a", "b"], "a; b"), ("wrong at n = 3", "wrong at n = 3")])
 def test_instructor_check_results(result, expected):
-    assert grade._run_instructor_check(lambda candidate: result, None) == expected
+    verdict = grade.run_instructor_check(lambda candidate: result, None)
+    assert verdict.failure == expected and not verdict.broken
+
+
+def test_an_instructor_check_that_breaks_is_a_grader_error_not_a_failure():
+    def raises(candidate):
+        raise KeyError("typo in the instructor's check")
+
+    def asserts(candidate):
+        assert candidate == 1, "wanted 1"
+
+    for fn, broken, words in ((raises, True, "KeyError"), (lambda c: 0, True, "expected a list"),
+                              (asserts, False, "AssertionError: wanted 1")):
+        verdict = grade.run_instructor_check(fn, 2)
+        assert verdict.broken is broken and words in verdict.failure
