@@ -460,7 +460,8 @@ class _Run:
             return None
         failure.reason, failure.hint = problem
         failure.expected, failure.got = _fmt(expected), _fmt(outcome.value)
-        if _is_mask(expected) and _is_mask(outcome.value) and expected.shape == outcome.value.shape:
+        if _is_mask(expected) and _is_mask(outcome.value) and expected.shape == outcome.value.shape \
+                and min(expected.shape) >= 2:  # a picture of a 1 x 1 mask shows nothing the text does not
             failure.masks = (expected, np.asarray(outcome.value))
         self.wrong_answers[id(failure)] = (case, outcome.value, expected, None)
         self._diagnose_strings(case, failure, expected)
