@@ -120,6 +120,45 @@ def _sqrt_scale(q, k, v):
 
 
 
+def _causal_upper_triangle(n):
+    q, k = _grid(n)
+    return k >= q
+
+
+def _causal_without_diagonal(n):
+    q, k = _grid(n)
+    return k < q
+
+
+def _causal_one_key_ahead(n):
+    q, k = _grid(n)
+    return k <= q + 1
+
+
+def _causal_all_keys(n):
+    return np.ones((n, n), dtype=bool)
+
+
+def _no_scale(q, k, v):
+    return 1.0
+
+
+def _scale_by_d(q, k, v):
+    return 1.0 / q.shape[-1]
+
+
+def _scale_by_sqrt_keys(q, k, v):
+    return 1.0 / np.sqrt(k.shape[0])
+
+
+def _scale_by_sqrt_value_dim(q, k, v):
+    return 1.0 / np.sqrt(v.shape[-1])
+
+
+def _attention_pair_swapped(q, k, v, mask=None):
+    return _ref_attention(q, k, v, mask)[::-1]
+
+
 def specs(st, hnp) -> list[Spec]:
     n_sizes = st.integers(1, 40)
     floats = _halves(st, 5)
@@ -154,14 +193,14 @@ def specs(st, hnp) -> list[Spec]:
             mistakes=[
                 ("upper instead of lower triangle: mask[q, k] is True when query q may see key k, "
                  "so causal means k <= q (the lower triangle, np.tril)",
-                 lambda n: _grid(n)[1] >= _grid(n)[0]),
+                 _causal_upper_triangle),
                 ("a token may attend to itself: keep the diagonal (k <= q, not k < q)",
-                 lambda n: _grid(n)[1] < _grid(n)[0]),
+                 _causal_without_diagonal),
                 ("this also lets each query see the key right after it (k <= q + 1, np.tril(..., k=1)); "
                  "causal keeps k <= q: np.tril with the default k=0",
-                 lambda n: _grid(n)[1] <= _grid(n)[0] + 1),
+                 _causal_one_key_ahead),
                 ("this lets every query see every key; causal hides the future keys (k > q)",
-                 lambda n: np.ones((n, n), dtype=bool)),
+                 _causal_all_keys),
             ],
         ),
         Spec(
@@ -210,12 +249,12 @@ def specs(st, hnp) -> list[Spec]:
             ],
             mistakes=[
                 ("unscaled scores: divide q k^T by sqrt(d), the key dimension",
-                 _attention_with(lambda q, k, v: 1.0)),
-                ("scale by 1/sqrt(d), not 1/d", _attention_with(lambda q, k, v: 1.0 / q.shape[-1])),
+                 _attention_with(_no_scale)),
+                ("scale by 1/sqrt(d), not 1/d", _attention_with(_scale_by_d)),
                 ("scale by 1/sqrt(d) with d = q.shape[-1], the query/key dimension, not the number of "
-                 "keys m = k.shape[0]", _attention_with(lambda q, k, v: 1.0 / np.sqrt(k.shape[0]))),
+                 "keys m = k.shape[0]", _attention_with(_scale_by_sqrt_keys)),
                 ("scale by 1/sqrt(d) with d = q.shape[-1], the query/key dimension, not the value "
-                 "dimension v.shape[-1]", _attention_with(lambda q, k, v: 1.0 / np.sqrt(v.shape[-1]))),
+                 "dimension v.shape[-1]", _attention_with(_scale_by_sqrt_value_dim)),
                 ("masking after the softmax: the kept weights no longer sum to 1; set masked "
                  "scores to -inf BEFORE the softmax", _attention_with(_sqrt_scale, None, mask_weights=True)),
                 ("the mask is inverted: True means the query MAY attend to that key",
@@ -226,7 +265,7 @@ def specs(st, hnp) -> list[Spec]:
                  _attention_with(_sqrt_scale, softmax=_softmax_axis0)),
                 (_SOFTMAX_OVERFLOW, _attention_with(_sqrt_scale, softmax=_naive_softmax)),
                 ("return the pair in the order (out, weights)",
-                 lambda q, k, v, mask=None: _ref_attention(q, k, v, mask)[::-1]),
+                 _attention_pair_swapped),
             ],
         ),
     ]

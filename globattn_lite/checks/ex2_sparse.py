@@ -13,16 +13,10 @@ from globattn_lite.checks.inputs import _answer, _grid
 
 SET = "ex2_sparse"
 
+
 def _ref_sliding_window_mask(n, window):
     q, k = _grid(n)
     return (k <= q) & (q - k < window)
-
-
-def _window_wrong(rule):
-    def wrong(n, window):
-        q, k = _grid(n)
-        return rule(q, k, window)
-    return wrong
 
 
 def _ref_attended_positions(mask, i):
@@ -52,6 +46,63 @@ def _ref_count_kv_pairs(mask):
     return sum(1 for row in mask for allowed in row if allowed)
 
 
+def _window_look_back(n, window):
+    q, k = _grid(n)
+    return (k <= q) & (q - k <= window)
+
+
+def _window_one_short(n, window):
+    q, k = _grid(n)
+    return (k <= q) & (q - k < window - 1)
+
+
+def _window_two_sided(n, window):
+    q, k = _grid(n)
+    return np.abs(q - k) < window
+
+
+def _window_not_causal(n, window):
+    q, k = _grid(n)
+    return q - k < window
+
+
+def _window_upper_triangle(n, window):
+    q, k = _grid(n)
+    return (k >= q) & (k - q < window)
+
+
+def _positions_of_column(mask, i):
+    return np.flatnonzero(mask[:, i]) if i < mask.shape[1] else []
+
+
+def _positions_one_based(mask, i):
+    return np.flatnonzero(mask[i]) + 1
+
+
+def _positions_as_booleans(mask, i):
+    return mask[i]
+
+
+def _count_false(mask):
+    return int(mask.size - mask.sum())
+
+
+def _count_per_query(mask):
+    return mask.sum(axis=1)
+
+
+def _count_full_causal(mask):
+    return mask.shape[0] * (mask.shape[0] + 1) // 2
+
+
+def _count_last_row(mask):
+    return int(mask[-1].sum())
+
+
+def _count_rows(mask):
+    return len(mask)
+
+
 def specs(st, hnp) -> list[Spec]:
     @st.composite
     def window_case(draw):
@@ -76,17 +127,17 @@ def specs(st, hnp) -> list[Spec]:
             mistakes=[
                 ("window off by one: `window` counts the keys INCLUDING the query, so keep "
                  "q - k < window (q - k <= window is attention-gym's look-back w = window - 1)",
-                 _window_wrong(lambda q, k, w: (k <= q) & (q - k <= w))),
+                 _window_look_back),
                 ("window off by one: the query itself counts, so there are window keys "
                  "with q - k = 0, 1, ..., window - 1",
-                 _window_wrong(lambda q, k, w: (k <= q) & (q - k < w - 1))),
+                 _window_one_short),
                 ("the window must be causal: keys after the query (k > q) stay hidden",
-                 _window_wrong(lambda q, k, w: np.abs(q - k) < w)),
+                 _window_two_sided),
                 ("the causal condition is missing: a key after the query has q - k < 0, which is "
                  "< window too; combine with k <= q: (k <= q) & (q - k < window)",
-                 _window_wrong(lambda q, k, w: q - k < w)),
+                 _window_not_causal),
                 ("upper instead of lower triangle: mask[q, k] is True when query q may see key k",
-                 _window_wrong(lambda q, k, w: (k >= q) & (k - q < w))),
+                 _window_upper_triangle),
             ],
         ),
         Spec(
@@ -101,11 +152,11 @@ def specs(st, hnp) -> list[Spec]:
             properties=[("random masks and rows", mask_and_row)],
             mistakes=[
                 ("row i is query i (its keys are the columns): use mask[i], not mask[:, i]",
-                 lambda mask, i: np.flatnonzero(mask[:, i]) if i < mask.shape[1] else []),
+                 _positions_of_column),
                 ("positions are 0-based: key k is index k (no + 1)",
-                 lambda mask, i: np.flatnonzero(mask[i]) + 1),
+                 _positions_one_based),
                 ("return the key indices (np.flatnonzero(mask[i])), not the boolean row",
-                 lambda mask, i: mask[i]),
+                 _positions_as_booleans),
             ],
         ),
         Spec(
@@ -120,15 +171,15 @@ def specs(st, hnp) -> list[Spec]:
             properties=[("random masks", lambda: masks().map(lambda m: Case((m,))))],
             mistakes=[
                 ("count the True entries (allowed pairs), not the False ones",
-                 lambda mask: int(mask.size - mask.sum())),
+                 _count_false),
                 ("return one total for the whole mask, not one count per query",
-                 lambda mask: mask.sum(axis=1)),
+                 _count_per_query),
                 ("count the mask you are given; n(n+1)/2 holds only for full causal attention",
-                 lambda mask: mask.shape[0] * (mask.shape[0] + 1) // 2),
+                 _count_full_causal),
                 ("count every allowed (query, key) pair: all rows, not only the last one",
-                 lambda mask: int(mask[-1].sum())),
+                 _count_last_row),
                 ("len(mask) is the number of rows (queries), not the number of allowed pairs: "
-                 "count the True entries", lambda mask: len(mask)),
+                 "count the True entries", _count_rows),
             ],
         ),
         Spec(

@@ -13,6 +13,7 @@ from globattn_lite.checks.inputs import _grid
 
 SET = "ex3_global"
 
+
 def _ref_local_global_mask(n, window, num_global):
     q, k = _grid(n)
     return (k <= q) & ((q - k < window) | (k < num_global))
@@ -55,15 +56,23 @@ def _compare_min_layers(got, expected):
     return _compare_int(got, expected)
 
 
-def _receptive_field_wrong(residual=True, transpose=False, extra=0):
-    def wrong(mask, layers):
-        n = mask.shape[0]
-        step = (mask | np.eye(n, dtype=bool)) if residual else mask
-        reach = np.eye(n, dtype=bool)
-        for _ in range(layers + extra):
-            reach = (step.astype(np.int64) @ reach.astype(np.int64)) > 0
-        return reach.T if transpose else reach
-    return wrong
+def _receptive_field_without_residual(mask, layers):
+    reach = np.eye(mask.shape[0], dtype=bool)
+    for _ in range(layers):
+        reach = (mask.astype(np.int64) @ reach.astype(np.int64)) > 0
+    return reach
+
+
+def _receptive_field_transposed(mask, layers):
+    return _ref_receptive_field(mask, layers).T
+
+
+def _receptive_field_one_layer_too_many(mask, layers):
+    return _ref_receptive_field(mask, layers + 1)
+
+
+def _receptive_field_one_layer_too_few(mask, layers):
+    return _ref_receptive_field(mask, max(layers - 1, 0))
 
 
 def _min_layers_transposed(mask, src, dst):
@@ -110,6 +119,55 @@ _PRECEDENCE_HINT = ("operator precedence: | and & bind tighter than <, <= and ==
                     "means `a <= (r | b)`; put every comparison in parentheses: (a <= r) | b")
 
 
+def _global_keys_not_causal(n, window, num_global):
+    return _ref_sliding_window_mask(n, window) | (_grid(n)[1] < num_global)
+
+
+def _global_rows_see_the_future(n, window, num_global):
+    q, k = _grid(n)
+    return _ref_sliding_window_mask(n, window) | (k < num_global) | (q < num_global)
+
+
+def _local_global_window_plus_one(n, window, num_global):
+    q, k = _grid(n)
+    return (k <= q) & ((q - k <= window) | (k < num_global))
+
+
+def _local_global_one_global_too_many(n, window, num_global):
+    q, k = _grid(n)
+    return (k <= q) & ((q - k < window) | (k <= num_global))
+
+
+def _local_global_not_causal(n, window, num_global):
+    q, k = _grid(n)
+    return (q - k < window) | (k < num_global)
+
+
+def _local_global_and_instead_of_or(n, window, num_global):
+    q, k = _grid(n)
+    return (k <= q) & (q - k < window) & (k < num_global)
+
+
+def _longformer_global_columns_only(n, radius, global_positions):
+    q, k = _grid(n)
+    return (np.abs(q - k) <= radius) | np.isin(k, global_positions)
+
+
+def _longformer_global_rows_only(n, radius, global_positions):
+    q, k = _grid(n)
+    return (np.abs(q - k) <= radius) | np.isin(q, global_positions)
+
+
+def _longformer_radius_minus_one(n, radius, global_positions):
+    q, k = _grid(n)
+    return (np.abs(q - k) < radius) | np.isin(q, global_positions) | np.isin(k, global_positions)
+
+
+def _longformer_causal_window(n, radius, global_positions):
+    q, k = _grid(n)
+    return ((k <= q) & (q - k <= radius)) | np.isin(q, global_positions) | np.isin(k, global_positions)
+
+
 def specs(st, hnp) -> list[Spec]:
     @st.composite
     def local_global_case(draw):
@@ -151,24 +209,21 @@ def specs(st, hnp) -> list[Spec]:
             mistakes=[
                 ("non-causal global tokens: the first num_global keys are visible only to queries "
                  "at or after them (k <= q still holds, sink style)",
-                 lambda n, w, g: _ref_sliding_window_mask(n, w) | (_grid(n)[1] < g)),
+                 _global_keys_not_causal),
                 ("non-causal global tokens: in a causal model the global tokens' own rows must not "
                  "see the future either; use causal & (window | k < num_global)",
-                 lambda n, w, g: _ref_sliding_window_mask(n, w) | (_grid(n)[1] < g) | (_grid(n)[0] < g)),
+                 _global_rows_see_the_future),
                 ("window off by one: the window holds `window` keys including the query (q - k < window)",
-                 lambda n, w, g: (_grid(n)[1] <= _grid(n)[0])
-                 & ((_grid(n)[0] - _grid(n)[1] <= w) | (_grid(n)[1] < g))),
+                 _local_global_window_plus_one),
                 ("the first num_global keys are k = 0, ..., num_global - 1: use k < num_global, "
                  "not k <= num_global (which makes one key too many global)",
-                 lambda n, w, g: (_grid(n)[1] <= _grid(n)[0])
-                 & ((_grid(n)[0] - _grid(n)[1] < w) | (_grid(n)[1] <= g))),
+                 _local_global_one_global_too_many),
                 ("the causal condition is missing: keys after the query have q - k < 0, which is < "
                  "window too; use (k <= q) & ((q - k < window) | (k < num_global))",
-                 lambda n, w, g: (_grid(n)[0] - _grid(n)[1] < w) | (_grid(n)[1] < g)),
+                 _local_global_not_causal),
                 (_PRECEDENCE_HINT, _local_global_precedence),
                 ("the global keys come in addition to the window: combine them with | (or)",
-                 lambda n, w, g: (_grid(n)[1] <= _grid(n)[0])
-                 & (_grid(n)[0] - _grid(n)[1] < w) & (_grid(n)[1] < g)),
+                 _local_global_and_instead_of_or),
             ],
         ),
         Spec(
@@ -179,16 +234,14 @@ def specs(st, hnp) -> list[Spec]:
             mistakes=[
                 ("global tokens are symmetric: every token sees them (their columns) AND they see "
                  "every token (their rows)",
-                 lambda n, r, g: (np.abs(_grid(n)[0] - _grid(n)[1]) <= r) | np.isin(_grid(n)[1], g)),
+                 _longformer_global_columns_only),
                 ("global tokens are symmetric: their columns must be all True too (every token sees them)",
-                 lambda n, r, g: (np.abs(_grid(n)[0] - _grid(n)[1]) <= r) | np.isin(_grid(n)[0], g)),
+                 _longformer_global_rows_only),
                 ("radius off by one: radius keys on each side, |q - k| <= radius (2 * radius + 1 keys)",
-                 lambda n, r, g: (np.abs(_grid(n)[0] - _grid(n)[1]) < r)
-                 | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g)),
+                 _longformer_radius_minus_one),
                 (_PRECEDENCE_HINT, _longformer_precedence),
                 ("Longformer's local window is bidirectional: keys after the query within the radius count",
-                 lambda n, r, g: ((_grid(n)[1] <= _grid(n)[0]) & (_grid(n)[0] - _grid(n)[1] <= r))
-                 | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g)),
+                 _longformer_causal_window),
             ],
         ),
         Spec(
@@ -206,15 +259,15 @@ def specs(st, hnp) -> list[Spec]:
             properties=[("random masks and layer counts", receptive_case)],
             mistakes=[
                 ("receptive field without the residual path: each layer also keeps what a position "
-                 "already holds (use mask | identity for every step)", _receptive_field_wrong(residual=False)),
+                 "already holds (use mask | identity for every step)", _receptive_field_without_residual),
                 ("orientation: result[q, k] is True when key k's information has reached query q; "
-                 "information flows along mask[q, k] from k to q", _receptive_field_wrong(transpose=True)),
+                 "information flows along mask[q, k] from k to q", _receptive_field_transposed),
                 ("apply all `layers` layers: a loop capped at a fixed count (here 10) stops too "
                  "early on long masks", _receptive_field_capped),
                 ("apply exactly `layers` layers, starting from the identity (0 layers: each position "
-                 "holds only itself)", _receptive_field_wrong(extra=1)),
+                 "holds only itself)", _receptive_field_one_layer_too_many),
                 ("apply exactly `layers` layers, starting from the identity (0 layers: each position "
-                 "holds only itself)", _receptive_field_wrong(extra=-1)),
+                 "holds only itself)", _receptive_field_one_layer_too_few),
             ],
         ),
         Spec(

@@ -11,6 +11,7 @@ from globattn_lite.checks.inputs import _halves
 
 SET = "ex4_softmax"
 
+
 def _ref_softmax_with_sink(scores, sink_logit):
     scores = np.asarray(scores, dtype=np.float64)
     m = max(scores.max(), sink_logit)

@@ -11,6 +11,7 @@ from globattn_lite.checks.inputs import _answer
 
 SET = "ex5_costs"
 
+
 def _ref_kv_cache_bytes(layers, kv_heads, head_dim, tokens, batch=1, bytes_per_element=2):
     values_per_token = 2 * layers * kv_heads * head_dim  # 2: one K and one V vector per head
     return values_per_token * tokens * batch * bytes_per_element
@@ -92,6 +93,38 @@ def _compare_choice(got, expected):
     return None
 
 
+def _bytes_without_k_and_v(layers, kv_heads, head_dim, tokens, batch=1, bytes_per_element=2):
+    return layers * kv_heads * head_dim * tokens * batch * bytes_per_element
+
+
+def _bytes_ignoring_batch_and_dtype(layers, kv_heads, head_dim, tokens, batch=1, bytes_per_element=2):
+    return 2 * layers * kv_heads * head_dim * tokens * 2
+
+
+def _bytes_as_bits(layers, kv_heads, head_dim, tokens, batch=1, bytes_per_element=2):
+    return 8 * _ref_kv_cache_bytes(layers, kv_heads, head_dim, tokens, batch, bytes_per_element)
+
+
+def _bytes_of_one_layer(layers, kv_heads, head_dim, tokens, batch=1, bytes_per_element=2):
+    return 2 * kv_heads * head_dim * tokens * batch * bytes_per_element
+
+
+def _sequences_rounded_up(budget_bytes, layers, kv_heads, head_dim, tokens, bytes_per_element=2):
+    return -(-budget_bytes // _ref_kv_cache_bytes(layers, kv_heads, head_dim, tokens, 1, bytes_per_element))
+
+
+def _sequences_rounded(budget_bytes, layers, kv_heads, head_dim, tokens, bytes_per_element=2):
+    return round(budget_bytes / _ref_kv_cache_bytes(layers, kv_heads, head_dim, tokens, 1, bytes_per_element))
+
+
+def _sequences_without_k_and_v(budget_bytes, layers, kv_heads, head_dim, tokens, bytes_per_element=2):
+    return budget_bytes // (layers * kv_heads * head_dim * tokens * bytes_per_element)
+
+
+def _sequences_ignoring_dtype(budget_bytes, layers, kv_heads, head_dim, tokens, bytes_per_element=2):
+    return budget_bytes // _ref_kv_cache_bytes(layers, kv_heads, head_dim, tokens, 1, 2)
+
+
 def specs(st, hnp) -> list[Spec]:
     small = st.integers(1, 64)
 
@@ -139,13 +172,12 @@ def specs(st, hnp) -> list[Spec]:
             properties=[("random model shapes, batch and dtype sizes", bytes_case)],
             mistakes=[
                 ("forgetting the factor 2 for K and V: every token stores a key AND a value vector",
-                 lambda l, h, d, t, batch=1, bytes_per_element=2: l * h * d * t * batch * bytes_per_element),
+                 _bytes_without_k_and_v),
                 ("use the batch and bytes_per_element arguments (defaults 1 and 2)",
-                 lambda l, h, d, t, batch=1, bytes_per_element=2: 2 * l * h * d * t * 2),
-                ("count bytes, not bits", lambda l, h, d, t, batch=1, bytes_per_element=2:
-                 2 * l * h * d * t * batch * bytes_per_element * 8),
+                 _bytes_ignoring_batch_and_dtype),
+                ("count bytes, not bits", _bytes_as_bits),
                 ("the cache grows with every layer: multiply by layers too",
-                 lambda l, h, d, t, batch=1, bytes_per_element=2: 2 * h * d * t * batch * bytes_per_element),
+                 _bytes_of_one_layer),
             ],
         ),
         Spec(
@@ -181,13 +213,13 @@ def specs(st, hnp) -> list[Spec]:
             properties=[("random budgets and model shapes", budget_case)],
             mistakes=[
                 ("only whole sequences fit: round down with //, not up (ceil) or to the nearest",
-                 lambda b, l, h, d, t, bytes_per_element=2: -(-b // _ref_kv_cache_bytes(l, h, d, t, 1, bytes_per_element))),
+                 _sequences_rounded_up),
                 ("only whole sequences fit: round down with //, not up (ceil) or to the nearest",
-                 lambda b, l, h, d, t, bytes_per_element=2: round(b / _ref_kv_cache_bytes(l, h, d, t, 1, bytes_per_element))),
+                 _sequences_rounded),
                 ("forgetting the factor 2 for K and V: every token stores a key AND a value vector",
-                 lambda b, l, h, d, t, bytes_per_element=2: b // (l * h * d * t * bytes_per_element)),
+                 _sequences_without_k_and_v),
                 ("use the bytes_per_element argument (default 2)",
-                 lambda b, l, h, d, t, bytes_per_element=2: b // _ref_kv_cache_bytes(l, h, d, t, 1, 2)),
+                 _sequences_ignoring_dtype),
             ],
         ),
         Spec(

@@ -93,8 +93,11 @@ def grade_submission(path: Path, set_name: str, cells: list[str], limits: Limits
                 if spec is not None:
                     result = run_check(name, candidate, timeout=limits.call_timeout, budget=limits.check_budget,
                                        seed=None if spec.is_answer else seed)
-                    if result.needs_review is not None:
-                        needs_review[name] = result.needs_review
+                    if spec.free_text:  # recorded for the instructor, never a score
+                        if result.needs_review is not None:
+                            needs_review[name] = result.needs_review
+                        else:
+                            reasons.append(f"{name}: {result.short_reason()}")
                         continue
                     passed, total, why = result.points, result.max_points, result.short_reason()
                     if result.failures and USES_COURSE_CODE in result.failures[0].reason:
@@ -104,7 +107,8 @@ def grade_submission(path: Path, set_name: str, cells: list[str], limits: Limits
                 for label, fn in instructor.get(name, []):
                     verdict = run_instructor_check(fn, candidate)
                     if verdict.broken:
-                        grader_errors.append(f"instructor check {label} raised {textwrap.shorten(verdict.failure, 140)}")
+                        grader_errors.append(f"instructor check {label} raised "
+                                             f"{textwrap.shorten(verdict.failure, 140)}")
                         continue
                     total += 1
                     if verdict.failure is None:

@@ -58,6 +58,16 @@ def make_public_package(root: Path) -> Path:
     return root
 
 
+def _source_checkout() -> list[str]:
+    """The repository folder when the package runs from a source checkout (an editable
+    install puts it on ``sys.path``, and solutions/ lives there): the sandbox drops it from its
+    path. An installed package's folder (site-packages) stays: numpy lives there too."""
+    parent = PACKAGE_DIR.parent
+    if (parent / "pyproject.toml").exists() or (parent / "solutions").is_dir():
+        return [str(parent)]
+    return []
+
+
 @dataclass
 class Reply:
     """One answer of the sandbox, or what happened instead.
@@ -170,7 +180,7 @@ class Sandbox:
         threading.Thread(target=self._read, args=(self.proc.stdout, self.replies), daemon=True).start()
         cpu_seconds = int(self.limits.submission_timeout) + 10
         self._send({"limits": {"memory_mb": self.limits.memory_mb, "cpu_seconds": cpu_seconds},
-                    "hide": [str(PACKAGE_DIR.parent)],
+                    "hide": _source_checkout(),
                     "course_dirs": [str(PACKAGE_DIR), str(self.public_root / "globattn_lite")]})
         replay, self.ran = self.ran, []
         for position, (index, count) in enumerate(replay):
