@@ -827,6 +827,17 @@ def test_the_course_implementation_gets_no_credit():
         assert "no credit" in result.failures[0].hint
 
 
+def test_calling_the_course_code_for_some_inputs_only_still_gets_no_credit():
+    from globattn_lite import patterns
+
+    def sometimes(n):
+        return patterns.causal().mask(n) if n > 3 else causal_tril(n)
+
+    result = run_check("causal_mask", sometimes)
+    assert result.passed >= 3 and result.score == 0.0
+    assert result.failures[0].reason.startswith("uses the course's implementation"), result.report()
+
+
 def test_a_mask_right_only_at_n_1_scores_nothing():
     result = run_check("causal_mask", lambda n: np.ones((n, n), dtype=bool))
     assert result.passed == 1 and result.score == 0.0

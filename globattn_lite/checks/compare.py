@@ -149,7 +149,7 @@ def _compare_int(got, expected):
         got = got[()]
     if isinstance(got, str):
         return (f"returned the string {_fmt(got, 40)}, expected an int",
-                "write the number without quotes (a number, not a string)")
+                "a number, not a string: write it without quotes (or drop the str(...))")
     if not _is_int(got):
         if _is_real(got) and float(got) == expected:
             return f"right number but a {type(got).__name__}, expected an int", "convert with int(...)"

@@ -623,6 +623,9 @@ def run_check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT, budget:
         run.run_property(f"property: {label}", make_strategy())
     run.diagnose()
     failures = sorted(run.failures, key=lambda f: f.size)  # stable: ties keep their order
+    if run.stop_reason == USES_COURSE_CODE:  # no credit at all, not even for the checks before
+        run.points = 0.0
+        failures.sort(key=lambda f: not f.reason.startswith(USES_COURSE_CODE))  # the reason first
     return CheckResult(name, run.passed, run.total, failures, run.notes, points=run.points,
                        max_points=run.max_points, seed=seed)
 

@@ -100,9 +100,10 @@ def grade_submission(path: Path, set_name: str, cells: list[str], limits: Limits
                             reasons.append(f"{name}: {result.short_reason()}")
                         continue
                     passed, total, why = result.points, result.max_points, result.short_reason()
-                    if result.failures and USES_COURSE_CODE in result.failures[0].reason:
+                    borrowed = [f.reason for f in result.failures if f.reason.startswith(USES_COURSE_CODE)]
+                    if borrowed:
                         scores[name] = 0.0  # no credit at all, not even for the checks run before
-                        reasons.append(f"{name}: {result.failures[0].reason}")
+                        reasons.append(f"{name}: {borrowed[0]}")
                         continue
                 for label, fn in instructor.get(name, []):
                     verdict = run_instructor_check(fn, candidate)
