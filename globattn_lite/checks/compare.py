@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 
+# --------------------------------------------------------------------------------------
 # Formatting values for the verdict
 # --------------------------------------------------------------------------------------
 
@@ -49,7 +50,6 @@ def _size(obj) -> int:
     if isinstance(obj, (int, np.integer)) and not isinstance(obj, bool):
         return abs(int(obj))
     return 1
-
 
 
 # --------------------------------------------------------------------------------------
@@ -172,8 +172,6 @@ def _compare_float_scalar(got, expected, rtol=1e-6, atol=1e-9, nan_hint=None):
     if not math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
         return f"expected {expected:.6g}, got {got:.6g}", None
     return None
-
-
 
 
 def compare_whole_number_answer(what: str):

@@ -119,7 +119,6 @@ def _sqrt_scale(q, k, v):
     return 1 / np.sqrt(q.shape[-1])
 
 
-
 def _causal_upper_triangle(n):
     q, k = _grid(n)
     return k >= q

@@ -48,7 +48,7 @@ def make_public_package(root: Path) -> Path:
     root = Path(root)
     target = root / "globattn_lite"
     shutil.copytree(PACKAGE_DIR, target, ignore=lambda folder, names: [
-        n for n in names if Path(folder) == PACKAGE_DIR and n in _PRIVATE or n == "__pycache__"])
+        n for n in names if (Path(folder) == PACKAGE_DIR and n in _PRIVATE) or n == "__pycache__"])
     (target / "checks").mkdir()
     (target / "checks" / "__init__.py").write_text(_STAND_IN_CHECKS, encoding="utf-8")
     (target / "grading").mkdir()

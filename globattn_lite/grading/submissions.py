@@ -53,8 +53,6 @@ def exercise_set_for(path: Path) -> str | None:
     return None
 
 
-
-
 def student_for(path: Path, root: Path | None, rule: str, set_name: str | None) -> tuple[str, str]:
     """(student, LMS id) of a file under ``root`` (None: a file named on its own) by ``rule``."""
     if rule == "canvas":
