@@ -331,3 +331,9 @@ def test_student_and_instructor_releases(tmp_path):
         exercise_tools.release(ROOT, tmp_path / "student", instructor=False)
     with pytest.raises(ValueError, match="instructor release only"):
         exercise_tools.release(ROOT, tmp_path / "other", instructor=False, tests_dir=tmp_path / "private")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_exercise_notebooks_say_the_course_package_earns_no_credit(name):
+    intro = nbformat.read(EXERCISES / f"{name}.ipynb", as_version=4).cells[0].source
+    assert "uses the course's implementation" in intro and "never `is`" in intro
