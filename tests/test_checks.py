@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import warnings
 from collections import deque
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 
 from globattn_lite import checks
 from globattn_lite.checks import EXERCISE_SETS, check, run_check, specs
+from globattn_lite.checks import ex1_dense, ex2_sparse, ex3_global, ex4_softmax, ex5_costs  # noqa: F401
 
 # ------------------------------------------------------------------------------------------
 # Alternative correct implementations (at least two per exercise function)
@@ -304,12 +306,14 @@ WRONG = {
         (lambda n: np.tril(np.ones((n, n), dtype=bool), -1), "keep the diagonal"),
         (lambda n: np.ones((n, n), dtype=bool), "hides the future"),
         (lambda n: np.tril(np.ones((n, n))), "return a boolean array"),
+        (lambda n: np.tril(np.ones((n, n), dtype=bool), k=1), "np.tril(..., k=1)"),
     ],
     "softmax": [
         (naive_softmax, "softmax overflow"),
         (lambda x: np.exp(x - np.max(x)) / np.exp(x - np.max(x)).sum(axis=0, keepdims=True), "last axis"),
         (lambda x: np.exp(x - np.max(x)) / np.exp(x - np.max(x)).sum(axis=-1, keepdims=True), "own maximum"),
         (lambda x: np.exp(x - np.max(x)) / np.exp(x - np.max(x)).sum(), "each row separately"),
+        (lambda x: np.exp(x - x.max(axis=-1)) / np.exp(x - x.max(axis=-1)).sum(axis=-1), "keepdims=True"),
     ],
     "attention": [
         (attention_variant(scale=False), "unscaled scores"),
@@ -318,12 +322,17 @@ WRONG = {
         (attention_variant(mask_how="inverted"), "mask is inverted"),
         (lambda q, k, v, mask=None: (attention_loops(q, k, v, mask)[1], attention_loops(q, k, v, mask)[0]),
          "order (out, weights)"),
+        (lambda q, k, v, mask=None: attention_loops(q, k * math.sqrt(q.shape[-1] / k.shape[0]), v, mask),
+         "not the number of keys"),
+        (lambda q, k, v, mask=None: attention_loops(q, k * math.sqrt(q.shape[-1] / v.shape[-1]), v, mask),
+         "not the value dimension"),
     ],
     "sliding_window_mask": [
         (lambda n, w: (_grid(n)[1] <= _grid(n)[0]) & (_grid(n)[0] - _grid(n)[1] <= w), "look-back"),
         (lambda n, w: np.abs(_grid(n)[0] - _grid(n)[1]) < w, "must be causal"),
         (lambda n, w: window_loops(n, w).T, "upper instead of lower triangle"),
         (lambda n, w: window_loops(n, max(w - 1, 0)), "window off by one"),
+        (lambda n, w: _grid(n)[0] - _grid(n)[1] < w, "causal condition is missing"),
     ],
     "attended_positions": [
         (lambda mask, i: [q for q in range(mask.shape[0]) if i < mask.shape[1] and mask[q, i]], "row i is query i"),
@@ -337,12 +346,18 @@ WRONG = {
         (lambda mask: mask.sum(axis=1), "one total for the whole mask"),
         (lambda mask: len(mask) * (len(mask) + 1) // 2, "count the mask you are given"),
         (lambda mask: float(mask.sum()), "convert with int"),
+        (lambda mask: len(mask), "len(mask) is the number of rows"),
     ],
     "local_global_mask": [
         (lambda n, w, g: window_loops(n, w) | (_grid(n)[1] < g), "non-causal global tokens"),
         (lambda n, w, g: window_loops(n, w) | (_grid(n)[1] < g) | (_grid(n)[0] < g), "must not see the future"),
         (lambda n, w, g: local_global_loops(n, w + 1, g), "window off by one"),
         (lambda n, w, g: window_loops(n, w) & (_grid(n)[1] < g), "in addition to the window"),
+        (lambda n, w, g: window_loops(n, w) | (np.tril(np.ones((n, n), dtype=bool)) & (_grid(n)[1] <= g)),
+         "not k <= num_global"),
+        (lambda n, w, g: (_grid(n)[0] - _grid(n)[1] < w) | (_grid(n)[1] < g), "causal condition is missing"),
+        (lambda n, w, g: (_grid(n)[1] <= _grid(n)[0]) & (_grid(n)[0] - _grid(n)[1] < w) | _grid(n)[1] < g,
+         "operator precedence"),
     ],
     "longformer_mask": [
         (lambda n, r, g: (np.abs(_grid(n)[0] - _grid(n)[1]) <= r) | np.isin(_grid(n)[1], g), "symmetric"),
@@ -350,11 +365,14 @@ WRONG = {
          "radius off by one"),
         (lambda n, r, g: (np.tril(longformer_loops(n, r, []))) | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g),
          "bidirectional"),
+        (lambda n, r, g: np.abs(_grid(n)[0] - _grid(n)[1]) <= r | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g),
+         "operator precedence"),
     ],
     "receptive_field": [
         (lambda mask, layers: np.linalg.matrix_power(mask.astype(np.int64), layers) > 0, "residual path"),
         (lambda mask, layers: receptive_bfs(mask, layers).T, "orientation"),
         (lambda mask, layers: receptive_bfs(mask, layers + 1), "exactly `layers` layers"),
+        (lambda mask, layers: receptive_matrix_power(mask, min(layers, 10)), "capped at a fixed count"),
     ],
     "min_layers": [
         (lambda mask, src, dst: hops_deque(mask.T, src, dst), "direction"),
@@ -363,6 +381,8 @@ WRONG = {
          "not infinity"),
         (lambda mask, src, dst: None if hops_deque(mask, src, dst) is None else hops_deque(mask, src, dst) + 1,
          "count layers"),
+        (lambda mask, src, dst: next((i for i in range(11) if i == hops_deque(mask, src, dst)), None),
+         "capped at a fixed number"),
     ],
     "softmax_with_sink": [
         (lambda s, sink: softmax_logsumexp(s), "plain softmax"),
@@ -380,6 +400,7 @@ WRONG = {
         (lambda s, keep: evict_loops(s, ~keep) if (~keep).any() else np.zeros(len(s)), "STAY"),
         (lambda s, keep: softmax_logsumexp(s[keep]), "same shape"),
         (lambda s, keep: np.exp(s) * keep / (np.exp(s) * keep).sum(), "overflow"),
+        (lambda s, keep: np.exp(s - s.max()) * keep / (np.exp(s - s.max()) * keep).sum(), "maximum of the KEPT"),
     ],
     "kv_cache_bytes": [
         (lambda l, h, d, t, batch=1, bytes_per_element=2: l * h * d * t * batch * bytes_per_element, "factor 2"),
@@ -434,7 +455,7 @@ def test_every_catalogued_hint_is_reachable(name):
     """Each mistake in the checks' own catalogue is caught, with its own hint."""
     spec = specs()[name]
     for hint, wrong in spec.mistakes:
-        result = run_check(name, wrong)
+        result = run_check(name, wrong, allow_course_code=True)  # the catalogue lives in the package
         assert not result.ok, hint
         assert result.failures[0].hint == hint, result.report()
 
@@ -444,20 +465,43 @@ def test_every_catalogued_hint_is_reachable(name):
 # ------------------------------------------------------------------------------------------
 
 ANSWERS = {
-    "kv_pairs_at_500": (4, [(None, "not answered"), (500, "full causal"), (3, "itself"), ("4", "expected an int")]),
+    "kv_pairs_at_500": (4, [(None, "not answered"), (500, "full causal"), (3, "itself"), ("4", "without quotes")]),
     "mistral_kv_bytes_per_token": (131072, [(None, "not answered"), (524288, "query heads"),
                                             (65536, "factor 2")]),
     "global_tokens_always_help": (False, [(None, "not answered"), (True, "diminish"), ("False", "without quotes")]),
-    "global_tokens_reason": ("More global tokens cost compute and KV-cache memory.",
-                             [(None, "not answered"), ("", "too short"),
-                              ("They are always great for every task.", "names no trade-off")]),
     "legal_contracts_choice": ("B", [(None, "not answered"), ("A", "N^2"), ("C", "N / W layers"), ("E", "one letter")]),
 }
 
 
 def test_every_answer_is_covered():
     answers = {n for names in EXERCISE_SETS.values() for n in names if specs()[n].is_answer}
-    assert answers == set(ANSWERS)
+    assert answers == set(ANSWERS) | {"global_tokens_reason"}
+
+
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+def test_quiz_verdicts_never_give_the_answer_away(name):
+    right, wrongs = ANSWERS[name]
+    spec = specs()[name]
+    texts = [run_check(name, value).report() for value, _ in wrongs]
+    texts += [run_check(name, value).report() for value in (0, 1, 7, 4.0, "x", True)]
+    texts += [hint for hint, _ in spec.mistakes]
+    for text in texts:
+        lowered = text.lower()
+        assert f"expected {str(right).lower()}" not in lowered, text
+        if name == "legal_contracts_choice":
+            assert 'e.g. "b"' not in lowered and "is b" not in lowered, text
+        if isinstance(right, int) and not isinstance(right, bool) and right >= 100:
+            assert str(right) not in text, text
+
+
+def test_free_text_is_recorded_for_review_not_graded_by_keywords():
+    good = "A few global tokens are a bottleneck: each one is a single vector that every position shares."
+    for text in (good, "cost cost cost cost"):
+        result = run_check("global_tokens_reason", text)
+        assert not result.ok and result.needs_review == text and "RECORDED" in result.report()
+    for value, phrase in ((None, "not answered"), ("", "too short"), (3, "expected a string")):
+        result = run_check("global_tokens_reason", value)
+        assert result.needs_review is None and phrase in result.report()
 
 
 @pytest.mark.parametrize("name", sorted(ANSWERS))
@@ -608,14 +652,19 @@ def test_smallest_failing_input_first_and_expected_vs_got():
     assert [f.size for f in result.failures] == sorted(f.size for f in result.failures)
 
 
-def test_inputs_are_copied_before_each_call():
+def test_a_function_that_modifies_its_input_fails_with_a_hint():
     def softmax_in_place(x):
         x -= x.max(axis=-1, keepdims=True)  # modifies the caller's array
         np.exp(x, out=x)
         x /= x.sum(axis=-1, keepdims=True)
         return x
 
-    assert run_check("softmax", softmax_in_place).ok
+    result = run_check("softmax", softmax_in_place)
+    assert not result.ok
+    assert "modified its input x in place" in result.failures[0].reason
+    assert "copy" in result.failures[0].hint
+    case = specs()["softmax"].cases[1].args[0]
+    assert case.tolist() == [1.0, 2.0, 3.0]  # the expected values were never touched
 
 
 def test_the_learners_prints_are_hidden_during_a_check(capsys):
@@ -645,45 +694,45 @@ def test_references_agree_with_the_core_package():
 
     rng = np.random.default_rng(0)
     for n in range(1, 10):
-        assert (checks._ref_causal_mask(n) == patterns.causal().mask(n)).all()
+        assert (checks.ex1_dense._ref_causal_mask(n) == patterns.causal().mask(n)).all()
         for w in range(1, n + 2):
-            assert (checks._ref_sliding_window_mask(n, w) == patterns.sliding_window(w).mask(n)).all()
+            assert (checks.ex2_sparse._ref_sliding_window_mask(n, w) == patterns.sliding_window(w).mask(n)).all()
             for g in range(0, n + 1):
                 core = (patterns.causal() & (patterns.sliding_window(w) | patterns.sinks(g))) if g else \
                     patterns.sliding_window(w)
-                assert (checks._ref_local_global_mask(n, w, g) == core.mask(n)).all()
+                assert (checks.ex3_global._ref_local_global_mask(n, w, g) == core.mask(n)).all()
         for r in range(0, n + 1):
             g = sorted(rng.choice(n, size=min(2, n), replace=False).tolist())
             core = patterns.band(r) | patterns.global_positions(g)
-            assert (checks._ref_longformer_mask(n, r, g) == core.mask(n)).all()
+            assert (checks.ex3_global._ref_longformer_mask(n, r, g) == core.mask(n)).all()
     for _ in range(100):
         n = int(rng.integers(1, 8))
         mask = rng.random((n, n)) < 0.3
         layers = int(rng.integers(0, 5))
-        assert (checks._ref_receptive_field(mask, layers) == costs.receptive_field(mask, n, layers)).all()
+        assert (checks.ex3_global._ref_receptive_field(mask, layers) == costs.receptive_field(mask, n, layers)).all()
         src, dst = (int(x) for x in rng.integers(0, n, 2))
-        assert checks._ref_min_layers(mask, src, dst) == costs.hops(mask, n, src, dst)
+        assert checks.ex3_global._ref_min_layers(mask, src, dst) == costs.hops(mask, n, src, dst)
         x = rng.normal(size=n) * 10
         keep = rng.random(n) < 0.5
         keep[0] = True
         sink = float(rng.normal())
-        assert np.allclose(checks._ref_softmax_with_sink(x, sink), softmax_tools.softmax_with_sink(x, sink))
-        assert np.allclose(checks._ref_evict(x, keep), softmax_tools.evict(x, keep))
+        assert np.allclose(checks.ex4_softmax._ref_softmax_with_sink(x, sink), softmax_tools.softmax_with_sink(x, sink))
+        assert np.allclose(checks.ex4_softmax._ref_evict(x, keep), softmax_tools.evict(x, keep))
         w = softmax_tools.evict(x, keep)
-        assert np.isclose(checks._ref_entropy(w), softmax_tools.entropy(w))
+        assert np.isclose(checks.ex4_softmax._ref_entropy(w), softmax_tools.entropy(w))
         q, k, v = rng.normal(size=(n, 3)), rng.normal(size=(n + 1, 3)), rng.normal(size=(n + 1, 2))
         m = rng.random((n, n + 1)) < 0.5
         m[:, 0] = True
-        for ours, theirs in zip(checks._ref_attention(q, k, v, m), attention.attention(q, k, v, m)):
+        for ours, theirs in zip(checks.ex1_dense._ref_attention(q, k, v, m), attention.attention(q, k, v, m)):
             assert np.allclose(ours, theirs)
-        assert np.allclose(checks._ref_softmax(q), attention.softmax(q))
+        assert np.allclose(checks.ex1_dense._ref_softmax(q), attention.softmax(q))
     for args in [(32, 32, 128, 1), (3, 5, 7, 11, 2, 4), (1, 1, 1, 1, 1, 1)]:
-        assert checks._ref_kv_cache_bytes(*args) == costs.kv_cache_bytes(*args)
+        assert checks.ex5_costs._ref_kv_cache_bytes(*args) == costs.kv_cache_bytes(*args)
     for policy, t, window, sinks in [("dense", 5, None, 0), ("window", 3, 5, 0), ("window", 10, 4, 0),
                                      ("sinks", 10, 4, 2), ("sinks", 3, 4, 2)]:
-        assert checks._ref_kv_entries(policy, t, window, sinks) == costs.kv_entries(policy, t, window=window,
+        assert checks.ex5_costs._ref_kv_entries(policy, t, window, sinks) == costs.kv_entries(policy, t, window=window,
                                                                                      sinks=sinks)
-    assert checks._ref_max_sequences(24 * 2**30, 32, 32, 128, 4096) == costs.max_sequences(
+    assert checks.ex5_costs._ref_max_sequences(24 * 2**30, 32, 32, 128, 4096) == costs.max_sequences(
         24 * 2**30, 32, 32, 128, 4096)
     assert specs()["mistral_kv_bytes_per_token"].reference() == costs.PRESETS["Mistral-7B"].kv_bytes_per_token()
     quiz = patterns.causal() & (patterns.sliding_window(3) | patterns.sinks(1))
@@ -696,15 +745,16 @@ sys.path.insert(0, ".")
 if sys.argv[1] == "with-local-module":
     import many_constants  # a local module full of integer constants
 from globattn_lite import checks
+from globattn_lite.checks import ex2_sparse, ex5_costs
 seen = []
 def spy(n, window):
     seen.append([n, window])
-    return checks._ref_sliding_window_mask(n, window)
-checks.run_check("sliding_window_mask", spy)
+    return checks.ex2_sparse._ref_sliding_window_mask(n, window)
+checks.run_check("sliding_window_mask", spy, allow_course_code=True)
 def spy_entries(policy, t, window=None, sinks=0):
     seen.append([policy, t, window, sinks])
-    return checks._ref_kv_entries(policy, t, window, sinks)
-checks.run_check("kv_entries", spy_entries)
+    return checks.ex5_costs._ref_kv_entries(policy, t, window, sinks)
+checks.run_check("kv_entries", spy_entries, allow_course_code=True)
 print(json.dumps(seen))
 '''
 
@@ -741,3 +791,87 @@ def test_bad_check_arguments_raise_naming_the_argument(kwargs, error, words, cap
     for fn in (run_check, check):
         with pytest.raises(error, match=words):
             fn(name, causal_tril, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# Fairness: same verdict as the grader, no credit for the course's own code, partial credit
+# ------------------------------------------------------------------------------------------
+
+
+def test_strings_compared_with_is_fail_with_a_hint_to_use_equals():
+    source = (
+        "def kv_entries_is(policy, t, window=None, sinks=0):\n"
+        "    if policy is 'dense':\n"  # the mistake under test (Python warns about it when compiling)
+        "        return t\n"
+        "    if policy is 'window':\n"
+        "        return min(t, window)\n"
+        "    return min(t, sinks + window)\n")
+    namespace = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        exec(compile(source, "<learner>", "exec"), namespace)
+    kv_entries_is = namespace["kv_entries_is"]
+    result = run_check("kv_entries", kv_entries_is)
+    assert not result.ok
+    assert "not `is`" in result.failures[0].hint, result.report()
+
+
+def test_the_course_implementation_gets_no_credit():
+    from globattn_lite import patterns, softmax_tools
+
+    for name, candidate in [("evict", softmax_tools.evict), ("evict", ex4_softmax._ref_evict),
+                            ("causal_mask", lambda n: patterns.causal().mask(n))]:
+        result = run_check(name, candidate)
+        assert result.passed == 0 and result.score == 0.0, result.report()
+        assert "uses the course's implementation" in result.failures[0].reason
+        assert "no credit" in result.failures[0].hint
+
+
+def test_calling_the_course_code_for_some_inputs_only_still_gets_no_credit():
+    from globattn_lite import patterns
+
+    def sometimes(n):
+        return patterns.causal().mask(n) if n > 3 else causal_tril(n)
+
+    result = run_check("causal_mask", sometimes)
+    assert result.passed >= 3 and result.score == 0.0
+    assert result.failures[0].reason.startswith("uses the course's implementation"), result.report()
+
+
+def test_a_mask_right_only_at_n_1_scores_nothing():
+    result = run_check("causal_mask", lambda n: np.ones((n, n), dtype=bool))
+    assert result.passed == 1 and result.score == 0.0
+    half = run_check("causal_mask", lambda n: causal_tril(n) if n <= 3 else np.ones((n, n), dtype=bool))
+    assert 0 < half.score < 1 and half.points == 2 and half.max_points == 3 + 2
+
+
+def test_a_wrong_mask_carries_both_masks_for_a_picture():
+    from globattn_lite.checks.picture import mask_difference_svg
+
+    result = run_check("causal_mask", lambda n: np.triu(np.ones((n, n), dtype=bool)))
+    expected, got = result.failures[0].masks
+    svg = mask_difference_svg(expected, got)
+    differing = int((expected != got).sum())
+    assert svg.startswith("<svg") and svg.count('stroke="#d62728"') == 2 * differing  # in both panels
+    with pytest.raises(ValueError, match="one shape"):
+        mask_difference_svg(np.ones((2, 2), bool), np.ones((3, 3), bool))
+
+
+def test_seeded_inputs_differ_from_the_public_ones_and_repeat():
+    def recorder():
+        seen = []
+
+        def spy(n, window):
+            seen.append((n, window))
+            return window_loops(n, window)
+        return seen, spy
+
+    runs = {}
+    for seed in (None, None, 1, 1, 2):
+        seen, spy = recorder()
+        assert run_check("sliding_window_mask", spy, seed=seed).ok
+        runs.setdefault(seed, []).append(seen)
+    assert runs[None][0] == runs[None][1] and runs[1][0] == runs[1][1]
+    assert runs[None][0] != runs[1][0] != runs[2][0]
+    with pytest.raises(ValueError, match="seed"):
+        run_check("causal_mask", causal_tril, seed=-1)

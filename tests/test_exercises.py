@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from globattn_lite import exercise_tools
-from globattn_lite.checks import EXERCISE_SETS
+from globattn_lite.checks import EXERCISE_SETS, specs
 from globattn_lite.exercise_tools import BEGIN, END, MarkerError, build_exercise, exercise_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,12 @@ def run_cells(path: Path) -> tuple[str, list[str]]:
 
 
 def verdicts(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^(\w+): (PASSED|FAILED)", text, flags=re.M))
+    return dict(re.findall(r"^(\w+): (PASSED|FAILED|RECORDED)", text, flags=re.M))
+
+
+def expected_verdicts(name: str) -> dict[str, str]:
+    """What a solution shows: PASSED, except free-text answers, which are RECORDED for review."""
+    return {n: "RECORDED" if specs()[n].free_text else "PASSED" for n in EXERCISE_SETS[name]}
 
 
 def test_every_exercise_set_has_a_solution_and_an_exercise():
@@ -92,7 +97,7 @@ def test_every_exercise_has_a_check_cell(name):
 def test_solution_passes_every_check(name):
     text, errors = run_cells(SOLUTIONS / f"{name}.ipynb")
     assert errors == []
-    assert verdicts(text) == {n: "PASSED" for n in EXERCISE_SETS[name]}, text
+    assert verdicts(text) == expected_verdicts(name), text
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -219,3 +224,116 @@ def test_bad_arguments_and_string_paths():
     with pytest.raises(TypeError, match="solution_nb must be"):
         build_exercise({"cells": []})
     assert exercise_tools.stale_exercises(str(SOLUTIONS), str(EXERCISES)) == []  # str paths work too
+
+
+# ------------------------------------------------------------------------------------------
+# Exports: nbgrader, Gradescope, releases
+# ------------------------------------------------------------------------------------------
+
+
+def test_nbgrader_notebooks_carry_cell_metadata(tmp_path):
+    written = exercise_tools.write_nbgrader(SOLUTIONS, tmp_path, {"kv_entries": 3})
+    assert sorted(p.name for p in written) == [f"{s}.ipynb" for s in SETS]
+    nb = nbformat.read(tmp_path / "ex5_costs.ipynb", as_version=4)
+    graded = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata["nbgrader"]["grade"]}
+    assert graded["check-kv_entries"].metadata["nbgrader"]["points"] == 3.0
+    assert graded["check-kv_entries"].source == 'check("kv_entries", kv_entries).points_out_of(3)'
+    assert not any("global_tokens_reason" in c.source for c in graded.values()
+                   if "global_tokens_always_help" not in c.source)  # free text is read, not autograded
+    for cell in nb.cells:
+        meta = cell.metadata["nbgrader"]
+        assert meta["locked"] is not meta["solution"] and "### HINT" not in cell.source
+        if meta["solution"]:
+            assert BEGIN in cell.source and "# Hint: " in cell.source
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_nbgrader_round_trip(tmp_path):
+    """nbgrader itself: generate_assignment gives our stubs, autograde gives the solution full points."""
+    pytest.importorskip("nbgrader")
+    course = tmp_path / "course"
+    exercise_tools.write_nbgrader(SOLUTIONS, course / "source" / "ps1")
+    for path in (course / "source" / "ps1").glob("*.ipynb"):
+        if path.stem != "ex5_costs":
+            path.unlink()
+    (course / "nbgrader_config.py").write_text(
+        'c = get_config()\nc.CourseDirectory.root = "."\nc.CourseDirectory.course_id = "globattn"\n', encoding="utf-8")
+    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"}
+
+    def nbgrader(*args):
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+    nbgrader("generate_assignment", "ps1")
+    released = nbformat.read(course / "release" / "ps1" / "ex5_costs.ipynb", as_version=4)
+    code = "\n".join(c.source for c in released.cells if c.cell_type == "code")
+    assert BEGIN not in code and "raise NotImplementedError()" in code
+    assert "legal_contracts_choice = None  # your answer" in code and '"B"' not in code
+    submitted = course / "submitted" / "alice" / "ps1"
+    submitted.mkdir(parents=True)
+    shutil.copyfile(course / "source" / "ps1" / "ex5_costs.ipynb", submitted / "ex5_costs.ipynb")
+    nbgrader("autograde", "ps1", "--create")
+    nbgrader("export")
+    import csv
+    with open(course / "grades.csv", newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["max_score"]) == 6.0 and float(row["score"]) == float(row["max_score"]), row
+
+
+@pytest.mark.slow
+def test_gradescope_bundle_runs_in_a_fake_autograder_tree(tmp_path):
+    import json
+    import os
+    import zipfile
+
+    from globattn_lite.grading.tables import validate_gradescope
+
+    bundle = exercise_tools.gradescope_zip(ROOT, tmp_path / "autograder.zip")
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+        assert {"setup.sh", "run_autograder", "pyproject.toml", "globattn_lite/grading/cli.py"} <= set(names)
+        assert not any(n.startswith(("solutions/", "tests/")) or "__pycache__" in n for n in names)
+        zf.extractall(root / "source")
+    shutil.copyfile(root / "source" / "run_autograder", root / "run_autograder")
+    os.chmod(root / "run_autograder", 0o755)
+    (root / "submission").mkdir()
+    shutil.copyfile(SOLUTIONS / "ex5_costs.ipynb", root / "submission" / "ex5_costs.ipynb")
+    (root / "submission_metadata.json").write_text(json.dumps({"users": [{"email": "a@uni.edu"}]}),
+                                                   encoding="utf-8")
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+    assert validate_gradescope(results) == []
+    assert results["score"] == 6.0 and sum(t["max_score"] for t in results["tests"]) == 6.0
+    assert len(results["tests"]) == len(EXERCISE_SETS["ex5_costs"])
+    review = [t for t in results["tests"] if t["name"].startswith("global_tokens_reason")]
+    assert review[0]["max_score"] == 0 and "recorded for your instructor" in review[0]["output"]
+
+
+def test_student_and_instructor_releases(tmp_path):
+    student = exercise_tools.release(ROOT, tmp_path / "student", instructor=False)
+    assert (student / "exercises" / "ex1_dense.ipynb").exists() and (student / "notebooks").is_dir()
+    assert (student / "globattn_lite" / "checks" / "engine.py").exists()  # the public checks
+    for private in ("solutions", "tests", "instructor_tests", "globattn_lite/grading", "globattn_lite/grade.py",
+                    "globattn_lite/exercise_tools.py"):
+        assert not (student / private).exists(), private
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "extra.py").write_text("def check_causal_mask(f):\n    return []\n", encoding="utf-8")
+    teacher = exercise_tools.release(ROOT, tmp_path / "teacher", instructor=True, tests_dir=tmp_path / "private")
+    for present in ("solutions/ex1_dense.ipynb", "globattn_lite/grading/cli.py", "instructor_tests/extra.py"):
+        assert (teacher / present).exists(), present
+    with pytest.raises(ValueError, match="already exists"):
+        exercise_tools.release(ROOT, tmp_path / "student", instructor=False)
+    with pytest.raises(ValueError, match="instructor release only"):
+        exercise_tools.release(ROOT, tmp_path / "other", instructor=False, tests_dir=tmp_path / "private")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_exercise_notebooks_say_the_course_package_earns_no_credit(name):
+    intro = nbformat.read(EXERCISES / f"{name}.ipynb", as_version=4).cells[0].source
+    assert "uses the course's implementation" in intro and "never `is`" in intro
