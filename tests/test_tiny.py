@@ -132,3 +132,12 @@ def test_attention_layer_equals_the_package_reference(pattern):
     ref = dense_attention(q, k, v, pattern)
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(manual, ref, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("positions, g", [("learned", 0), ("learned", 1), ("rotary", 2)])
+def test_last_logits_equal_the_last_row_of_forward(positions, g):
+    torch.manual_seed(0)
+    model = TinyTransformer(TinyConfig(24, n_layer=2, n_head=2, d_model=16, positions=positions, n_global=g)).eval()
+    ids = torch.randint(0, 24, (3, 10))
+    mask = P.band(2) | P.global_tokens(g) if g else P.causal()
+    torch.testing.assert_close(model.last_logits(ids, mask), model(ids, mask)[:, -1], atol=1e-5, rtol=1e-5)
