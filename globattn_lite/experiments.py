@@ -345,6 +345,12 @@ def kept_attention_share(weights, keep) -> torch.Tensor:
     return (weights * keep).sum(-1)
 
 
+def top_keys_share(weights, k) -> torch.Tensor:
+    """Share of each query's attention weight held by its ``k`` largest weights, wherever those keys
+    sit: ``weights.topk(k).values.sum(-1)``. The best any sparse pattern with k keys per query could keep."""
+    return weights.topk(min(int_arg("k", k, minimum=1), weights.shape[-1]), dim=-1).values.sum(-1)
+
+
 @torch.no_grad()
 def attention_locality(model, ids, windows, sinks=0, mask=None, queries=None) -> np.ndarray:
     """The "sparse attention weights" assumption, measured: for each causal window W in ``windows``,
@@ -369,34 +375,45 @@ LOCALITY = {"windows": [2, 4, 8, 16, 32, 64], "sinks": 2, "sequences": 256}
 
 @torch.no_grad()
 def evaluate_attention_locality(checkpoint_dir=None, models=None) -> dict:
-    """How local is the dense causal long-range model's attention? (``attention_locality``)
+    """Is the dense causal long-range model's attention sparse, and is it local?
 
-    Returns ``{"windows", "sinks", "sequences", "n",
-    "other queries": [window][layer][head] (mean over queries n/2 .. n-2: ordinary positions),
-    "answer query": [window][layer][head] (the last position, which must fetch the fact),
-    "on the fact": [layer][head] (the answer query's weight on the fact token),
-    "fact distance": [min, max] (how far back the fact sits from the answer query)}``.
-    Test sequences: the first ``sequences`` of experiment 1's test set.
+    For each W in ``LOCALITY["windows"]``, per layer and head (lists [window][layer][head]):
+    ``"window: other queries"`` / ``"window: answer query"``, the share of attention weight inside
+    a causal window of W keys plus S sinks (``attention_locality``), and ``"top keys: ..."``, the
+    share held by the W + S largest weights wherever they sit (``top_keys_share``: the same key
+    budget, chosen by content). "Other queries" are positions n/2 .. n-2; the answer query is the
+    last position, which must fetch the fact. Also ``"on the fact"`` [layer][head] (the answer
+    query's weight on the fact token) and ``"fact distance"`` [min, max]. Test sequences: the first
+    ``LOCALITY["sequences"]`` of experiment 1's test set.
     """
     c, loc = LONG_RANGE, LOCALITY
     model = (models or load_models("long_range", checkpoint_dir))["dense causal"]
     task = _long_range_task(None)
     ids, _, pos = task.sample(c["test_size"], TEST_SEED)
     ids, pos = torch.from_numpy(ids[: loc["sequences"]]), pos[: loc["sequences"]]
-    n = task.n
-    shares = {
-        "other queries": attention_locality(model, ids, loc["windows"], loc["sinks"], queries=range(n // 2, n - 1)),
-        "answer query": attention_locality(model, ids, loc["windows"], loc["sinks"], queries=[n - 1]),
-    }
-    _, weights = model(ids, P.causal(), need_weights=True)
+    n, S = task.n, loc["sinks"]
+    groups = {"other queries": list(range(n // 2, n - 1)), "answer query": [n - 1]}
+    _, weights = model(ids, P.causal(), need_weights=True)  # per layer (B, H, n, n)
+
+    def per_head(share):  # (B, H, n) -> (H,) mean over sequences and the group's queries
+        return {g: share[:, :, rows].mean(dim=(0, 2)).numpy() for g, rows in groups.items()}
+
+    out = {f"{kind}: {g}": [] for kind in ("window", "top keys") for g in groups}
+    for W in loc["windows"]:
+        keep = P.causal() & (P.sliding_window(W) | P.sinks(S))
+        kept = [per_head(kept_attention_share(w, keep)) for w in weights]
+        top = [per_head(top_keys_share(w, W + S)) for w in weights]
+        for g in groups:
+            out[f"window: {g}"].append([layer[g] for layer in kept])
+            out[f"top keys: {g}"].append([layer[g] for layer in top])
     rows = torch.arange(len(ids))
     on_fact = [w[rows, :, n - 1, torch.from_numpy(pos)].mean(0).numpy() for w in weights]  # (H,) per layer
     return {
         "windows": list(loc["windows"]),
-        "sinks": loc["sinks"],
+        "sinks": S,
         "sequences": len(ids),
         "n": n,
-        **{k: np.round(v.astype(float), 4).tolist() for k, v in shares.items()},
+        **{k: np.round(np.array(v, dtype=float), 4).tolist() for k, v in out.items()},
         "on the fact": np.round(np.array(on_fact, dtype=float), 4).tolist(),
         "fact distance": [int(n - 1 - pos.max()), int(n - 1 - pos.min())],
     }
