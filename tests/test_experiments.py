@@ -53,6 +53,57 @@ def test_train_stops_early_when_told():
     assert ran == 10
 
 
+def test_lr_factor_warms_up_then_decays_to_zero():
+    assert E.lr_factor(0, 1000, warmup=100) == pytest.approx(0.01)
+    assert E.lr_factor(49, 1000, warmup=50) == pytest.approx(1.0)  # constant after warm-up by default
+    assert E.lr_factor(999, 1000, warmup=50) == 1.0
+    assert E.lr_factor(500, 1000, warmup=100, cosine=True) == pytest.approx(0.5)
+    assert E.lr_factor(1000, 1000, warmup=100, cosine=True) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_long_range_runs_add_a_second_seed_of_the_global_variant():
+    runs = E.long_range_runs(seed=3)
+    variant = E.LONG_RANGE["second_seed_variant"]
+    assert variant in E.long_range_variants()
+    assert runs[variant] == (variant, 3) and runs[variant + E.SECOND_SEED] == (variant, 4)
+    assert len(runs) == len(E.long_range_variants()) + 1
+
+
+def test_kept_attention_share_of_uniform_causal_weights():
+    n, W = 10, 3
+    weights = torch.from_numpy(P.causal().mask(n) / np.arange(1, n + 1)[:, None]).float()  # row q: 1/(q+1)
+    share = E.kept_attention_share(weights, P.sliding_window(W))
+    np.testing.assert_allclose(share.numpy(), np.minimum(np.arange(1, n + 1), W) / np.arange(1, n + 1), rtol=1e-6)
+    np.testing.assert_allclose(E.kept_attention_share(weights, P.causal()).numpy(), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        E.kept_attention_share(weights, np.ones((n + 1, n + 1), dtype=bool))
+
+
+def test_top_keys_share():
+    weights = torch.tensor([[0.5, 0.1, 0.3, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    np.testing.assert_allclose(E.top_keys_share(weights, 2).numpy(), [0.8, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(E.top_keys_share(weights, 9).numpy(), [1.0, 1.0], rtol=1e-6)  # k > n: every key
+
+
+def test_attention_locality_of_a_model_that_attends_uniformly():
+    """With the query and key projections zeroed every score is 0, so each query spreads its weight
+    evenly over its q + 1 causal keys: the share kept by a window + sinks is kv_counts / (q + 1)."""
+    torch.manual_seed(0)
+    model = TinyTransformer(TinyConfig(20, n_layer=2, n_head=2, d_model=16)).eval()
+    for block in model.blocks:
+        block.attn.qkv.weight.data[:32] = 0  # rows 0..2d-1 of qkv produce q and k
+        block.attn.qkv.bias.data[:32] = 0
+    n, windows, S = 12, [2, 4, 16], 1
+    ids = torch.randint(0, 20, (3, n))
+    got = E.attention_locality(model, ids, windows, sinks=S)
+    assert got.shape == (len(windows), 2, 2)
+    for i, W in enumerate(windows):
+        kept = (P.causal() & (P.sliding_window(W) | P.sinks(S))).kv_counts(n) / np.arange(1, n + 1)
+        np.testing.assert_allclose(got[i], kept.mean(), rtol=1e-5)
+    last = E.attention_locality(model, ids, [4], queries=[n - 1])
+    np.testing.assert_allclose(last, 4 / n, rtol=1e-5)
+
+
 @pytest.mark.parametrize("g", [0, 1])
 def test_stream_policies_agree_when_the_cache_holds_everything(g):
     torch.manual_seed(0)
@@ -113,6 +164,8 @@ def test_shipped_long_range_reproduces():
             continue
         assert abs(row["accuracy"] - recorded[name]["accuracy"]) <= ACC_TOL, name
         assert row["pairs_per_layer"] == recorded[name]["pairs_per_layer"]
+        assert abs(row["top_prediction_share"] - recorded[name]["top_prediction_share"]) <= ACC_TOL, name
+        assert len(row["accuracy_per_value"]) == E.LONG_RANGE["task"]["n_values"]
 
 
 @pytest.mark.slow
@@ -299,3 +352,19 @@ def test_explorer_example_streaming_window_is_the_evaluation_chunk():
     np.testing.assert_array_equal(case["mask"], P.causal().mask(1 + c["train_len"]))
     typed = E.explorer_example("streaming", "any name", model, tokens="1, 2, 3")
     assert typed["ids"].tolist() == [[1, 2, 3]] and typed["query"] == 3 and typed["answer"] is None
+
+
+@pytest.mark.slow
+def test_shipped_dense_model_attention_locality_is_consistent():
+    _shipped("long_range")
+    loc = E.evaluate_attention_locality()
+    layers, heads = E.LONG_RANGE["model"]["n_layer"], E.LONG_RANGE["model"]["n_head"]
+    for what in ("other queries", "answer query"):
+        window, top = np.array(loc[f"window: {what}"]), np.array(loc[f"top keys: {what}"])
+        assert window.shape == top.shape == (len(loc["windows"]), layers, heads)
+        assert (window >= 0).all() and (top <= 1 + 1e-4).all()
+        assert (np.diff(window, axis=0) >= -1e-4).all()  # a wider window keeps at least as much weight
+        assert (top >= window - 1e-4).all()  # no pattern with W + S keys per query keeps more than the top W + S
+    assert np.array(loc["on the fact"]).shape == (layers, heads)
+    assert loc["fact distance"] == [E.LONG_RANGE["task"]["n"] - E.LONG_RANGE["task"]["fact_stop"],
+                                    E.LONG_RANGE["task"]["n"] - 1 - E.LONG_RANGE["task"]["fact_start"]]

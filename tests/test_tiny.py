@@ -166,3 +166,12 @@ def test_step_weights_are_the_last_row_of_a_full_forward(g):
     assert len(weights) == 2
     for layer in range(2):
         torch.testing.assert_close(weights[layer], full[layer][:, :, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("positions, g", [("learned", 0), ("learned", 1), ("rotary", 2)])
+def test_last_logits_equal_the_last_row_of_forward(positions, g):
+    torch.manual_seed(0)
+    model = TinyTransformer(TinyConfig(24, n_layer=2, n_head=2, d_model=16, positions=positions, n_global=g)).eval()
+    ids = torch.randint(0, 24, (3, 10))
+    mask = P.band(2) | P.global_tokens(g) if g else P.causal()
+    torch.testing.assert_close(model.last_logits(ids, mask), model(ids, mask)[:, -1], atol=1e-5, rtol=1e-5)
