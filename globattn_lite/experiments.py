@@ -891,9 +891,10 @@ def explorer_example(name, variant, model, example=0, tokens=None) -> dict:
     g = model.cfg.n_global
     if name == "long_range":
         variants = long_range_variants(LONG_RANGE["window"], LONG_RANGE["radius"], LONG_RANGE["sinks"])
-        if variant not in variants:
-            raise ValueError(f"variant {variant!r} is not one of the long-range variants {list(variants)}")
-        _, pattern, fact = variants[variant]
+        runs = long_range_runs()  # model name -> (variant, seed): the second-seed model shares a variant
+        if variant not in runs:
+            raise ValueError(f"variant {variant!r} is not one of the long-range models {list(runs)}")
+        _, pattern, fact = variants[runs[variant][0]]
         task = _long_range_task(fact)
         if tokens is None:
             ids, answers, pos = task.sample(LONG_RANGE["test_size"], TEST_SEED)

@@ -461,7 +461,7 @@ def test_attention_explorer_each_control_matches_the_model():
     set_control(ex, "example", 7)
     _, case = check_attention(ex)
     ids = case["ids"].numpy()
-    typed = " ".join(map(str, ids[0, 40:]))  # the last 24 tokens: the fact is not among them
+    typed = " ".join(map(str, ids[0, -24:]))  # the last 24 tokens: the fact is not among them
     set_control(ex, "tokens", typed)
     _, case = check_attention(ex)
     assert ex.controls["example"].disabled and case["answer"] is None
