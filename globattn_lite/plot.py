@@ -433,19 +433,30 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
     """Bars of one query's softmax weights over its keys, and how a sink or eviction changes them.
 
     Always drawn: ``softmax(scores)``. With ``sink_logit`` b: ``softmax_with_sink`` (weights
-    exp(s_i) / (exp(b) + sum_j exp(s_j)), summing to less than 1; the sink takes the rest).
-    With ``keep`` (bool array, same length, at least one True): ``evict(scores, keep)``, the
-    softmax over the kept keys only (evicted keys are marked x); every kept weight grows by
-    ``eviction_renormalisation``. The text box gives each series' entropy (nats) and max weight.
+    exp(s_i) / (exp(b) + sum_j exp(s_j)) = (1 - s) softmax(scores), summing to 1 - s); the sink's
+    share s is drawn as its own hatched bar left of key 0. With ``keep`` (bool array, same length,
+    at least one True): ``evict(scores, keep)``, the softmax over the kept keys only (evicted keys
+    are marked x); every kept weight grows by ``eviction_renormalisation``.
+
+    Each series' legend gives its max weight and the entropy of a real distribution, labelled:
+    H of the softmax (and of the evicted softmax); for the sink, H of the full distribution with
+    the sink counted as an outcome (``sink_distribution``). The sink's weights on the real keys,
+    renormalised, are the plain softmax, so their entropy is the plain one (the title says so).
     """
     s = _finite_array("scores", scores, 1, "one query's scores over its keys")
     n = s.size
-    series = [("softmax", attention.softmax(s))]
+    plain = attention.softmax(s)
+    H_plain = softmax_tools.entropy(plain)
+    series = [("softmax", plain, f"H = {H_plain:.3f} nats")]
     notes = []
+    share = None
     if sink_logit is not None:
         b = float_arg("sink_logit", sink_logit)
-        series.append((f"with sink (logit {b:g})", softmax_tools.softmax_with_sink(s, b)))
-        notes.append(f"sink takes {softmax_tools.sink_weight(s, b):.3f} of the mass")
+        share = softmax_tools.sink_weight(s, b)
+        H_full = softmax_tools.entropy(softmax_tools.sink_distribution(s, b))
+        series.append((f"with sink (logit {b:g})", softmax_tools.softmax_with_sink(s, b),
+                       f"keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats"))
+        notes.append(f"sink takes {share:.3f} of the mass; keys renormalised = the softmax (H {H_plain:.3f})")
     evicted = np.zeros(0, dtype=int)
     if keep is not None:
         keep = np.asarray(keep)
@@ -456,21 +467,27 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
         if not keep.any():
             raise ValueError("keep must keep at least one key: a softmax over no keys is undefined")
         evicted = np.flatnonzero(~keep)
-        series.append((f"after evicting {len(evicted)} of {n} keys", softmax_tools.evict(s, keep)))
+        after = softmax_tools.evict(s, keep)
+        series.append((f"after evicting {len(evicted)} of {n} keys", after,
+                       f"H = {softmax_tools.entropy(after):.3f} nats"))
         notes.append(f"kept weights grow x{softmax_tools.eviction_renormalisation(s, keep):.3f}")
 
     fig, ax, own = _figure_and_axes(ax)
     x = np.arange(n)
     width = 0.8 / len(series)
-    for i, (label, w) in enumerate(series):
-        stats = f"H = {softmax_tools.entropy(w):.3f} nats, max {w.max():.3f}"
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, w, width, label=f"{label}: {stats}",
+    for i, (label, w, stats) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, w, width, label=f"{label}: {stats}, max {w.max():.3f}",
                color=OKABE_ITO[i + 1])
+    top = max(float(w.max()) for _, w, _ in series)
+    left = -0.6
+    if share is not None:  # the sink's share, its own bar (a patch, not one of the key series)
+        ax.add_patch(Rectangle((-1.5, 0), 0.8, share, facecolor="white", edgecolor=OKABE_ITO[2], hatch="//"))
+        ax.text(-1.1, share, f"sink\n{share:.2f}", ha="center", va="bottom", fontsize=STYLE["legend_size"])
+        top, left = max(top, share), -1.7
     if len(evicted):
         ax.plot(evicted, np.zeros(len(evicted)), "x", color=OKABE_ITO[7], label="evicted key")
-    top = max(float(w.max()) for _, w in series)
     ax.set_ylim(0, 1.7 * top)  # head room for the legend and notes
-    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlim(left, n - 0.4)
     if n <= 32:
         ax.set_xticks(x)
     else:

@@ -20,6 +20,24 @@ A head with nothing worth attending to can then put (almost) no weight anywhere.
 gpt-oss (Hugging Face ``modeling_gpt_oss.py``) learns one sink logit ``b`` per head,
 appends it to the logits, takes the softmax and drops the sink column: exactly
 ``softmax_with_sink(scores, sink_logit=b)``.
+
+What a sink changes, exactly. With the sink's share ``s = sink_weight(scores, b)`` the real keys
+get ``w = (1 - s) * softmax(scores)``:
+
+* the distribution over the real keys, renormalised (``w / (1 - s)``), is ``softmax(scores)``
+  whatever ``b`` is: a sink does not flatten or sharpen it;
+* the head's output ``sum_i w_i v_i`` is the plain output scaled by ``1 - s``: with a zero sink
+  value the sink is an "attend to nothing" gate (Bondarenko et al. 2023, "Quantizable
+  Transformers: Removing Outliers by Helping Attention Heads Do Nothing");
+* the fixed term ``exp(b)`` sits in every denominator, so one key entering or leaving a sliding
+  window moves the absolute weights (and the output) less: :func:`window_weights`,
+  :func:`slide_weight_change`, :func:`window_outputs` measure it.
+
+``w`` sums to ``1 - s``, so it is not a distribution and has no entropy of its own
+(``-sum w_i ln w_i = (1 - s)(H(softmax) - ln(1 - s))`` is an artefact of the formula).
+:func:`entropy` refuses weights that do not sum to 1; take the entropy of
+:func:`sink_distribution` (the full distribution, sink included) or of ``softmax(scores)``
+(the real keys, renormalised), and say which.
 """
 
 from __future__ import annotations
@@ -28,15 +46,24 @@ import numbers
 
 import numpy as np
 
+from . import attention
 from ._validate import int_arg
 
 __all__ = [
     "softmax_with_sink",
     "sink_weight",
+    "sink_distribution",
     "entropy",
+    "window_weights",
+    "slide_weight_change",
+    "window_outputs",
     "evict",
     "eviction_renormalisation",
 ]
+
+#: How far from 1 the weights given to :func:`entropy` may sum (float32 softmax rows over
+#: thousands of keys are off by about 1e-6; a sink share below this changes an entropy by < 1e-4 nats).
+SUM_TOLERANCE = 1e-5
 
 
 def _real_arg(name: str, x) -> np.ndarray:
@@ -122,13 +149,29 @@ def sink_weight(scores, sink_logit=0.0):
     return float(out) if out.ndim == 0 else out
 
 
-def entropy(weights, axis=-1):
-    """Shannon entropy ``H = -sum_i w_i ln w_i`` (natural log, nats) along ``axis``.
+def sink_distribution(scores, sink_logit=0.0) -> np.ndarray:
+    """The full distribution of a softmax with a sink, the sink first: ``[s, w_1, ..., w_n]``.
 
-    Zero weights contribute 0 (the limit of ``w ln w``). The weights are used as given,
-    not renormalised, so for sink weights (sum < 1) this is the entropy of the part of the
-    distribution that lands on real keys. A uniform distribution over n keys gives ln n;
-    all mass on one key gives 0. Returns a float for 1-D input, an array otherwise.
+    ``s = sink_weight(scores, b)``, ``w = softmax_with_sink(scores, b)``; it sums to 1 and has
+    one more entry than ``scores`` on the last axis. ``entropy(sink_distribution(s, b))`` is the
+    entropy with the sink counted as an outcome: ``h(s) + (1 - s) H(softmax(scores))`` with
+    ``h(s) = -s ln s - (1 - s) ln(1 - s)``.
+    """
+    e_keys, e_sink, total = _sink_parts(scores, sink_logit)
+    e_sink = np.broadcast_to(e_sink, e_keys.shape[:-1] + (1,))
+    return np.concatenate([e_sink, e_keys], axis=-1) / total
+
+
+def entropy(weights, axis=-1):
+    """Shannon entropy ``H = -sum_i w_i ln w_i`` (natural log, nats) of a distribution along ``axis``.
+
+    Zero weights contribute 0 (the limit of ``w ln w``). The weights must sum to 1 (within
+    ``SUM_TOLERANCE``): a softmax with a sink gives the real keys weights that sum to ``1 - s``,
+    and ``-sum w ln w`` of those is not the entropy of any distribution, so it raises a
+    ValueError naming the two entropies that exist: ``entropy(sink_distribution(scores, b))``
+    (sink included) and ``entropy(softmax(scores))`` (real keys, renormalised). A uniform
+    distribution over n keys gives ln n; all mass on one key gives 0. Returns a float for 1-D
+    input, an array otherwise.
     """
     arr = _real_arg("weights", weights)
     if arr.ndim == 0:
@@ -138,9 +181,77 @@ def entropy(weights, axis=-1):
         raise ValueError("weights must be finite (no NaN or inf)")
     if (arr < 0).any():
         raise ValueError(f"weights must be non-negative, got a minimum of {arr.min()}")
+    total = arr.sum(axis=axis)
+    if np.any(np.abs(total - 1.0) > SUM_TOLERANCE):
+        raise ValueError(
+            f"weights must sum to 1 along axis {axis} (a probability distribution), got sums from "
+            f"{float(np.min(total)):.6g} to {float(np.max(total)):.6g}. Weights of a softmax with a sink "
+            "sum to 1 - s and have no entropy of their own: use entropy(sink_distribution(scores, b)) "
+            "for the full distribution (sink included), or entropy(softmax(scores)) for the real keys "
+            "renormalised (a sink leaves that distribution unchanged)"
+        )
     safe = np.where(arr > 0, arr, 1.0)  # ln 1 = 0, so zero weights add nothing
     out = 0.0 - (arr * np.log(safe)).sum(axis=axis)  # 0.0 - x, not -x: one-hot gives 0.0, not -0.0
     return float(out) if np.ndim(out) == 0 else out
+
+
+def window_weights(scores, window, sink_logit=None) -> np.ndarray:
+    """Weights of a causal window of ``window`` keys sliding along a stream of per-key ``scores``.
+
+    ``scores`` (1-D, length T) is the score the sliding head gives each key of the stream (the
+    toy assumes a head that scores keys by their content, the same at every step). Row i is the
+    window of keys ``i .. i + window - 1`` (the query at ``t = i + window - 1`` sees its last
+    ``window`` keys, itself included): ``softmax`` over them, or with ``sink_logit`` b,
+    ``softmax_with_sink`` (an always-present sink that holds no key of the stream).
+    Returns an array of shape ``(T - window + 1, window)``.
+    """
+    s = _scores_arg("scores", scores)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D (one score per key of the stream), got shape {s.shape}")
+    window = int_arg("window", window, minimum=1, maximum=s.size)
+    rows = np.lib.stride_tricks.sliding_window_view(s, window)
+    return attention.softmax(rows) if sink_logit is None else softmax_with_sink(rows, sink_logit)
+
+
+def slide_weight_change(scores, window, sink_logit=None) -> np.ndarray:
+    """Largest absolute change of the weight of any key that stays in the window, per slide.
+
+    Sliding from row i to row i + 1 of ``window_weights`` drops key i and adds key
+    ``i + window``; the ``window - 1`` keys in between stay, each weight multiplied by
+    ``Z_i / Z_(i+1)`` (the two denominators). Returns ``max_j |w_(i+1)(j) - w_i(j)|`` over the
+    staying keys j, shape ``(T - window,)``. With a sink, ``exp(b)`` sits in both denominators, so
+    every staying weight moves less: exactly ``(1 - s_i)(1 - s_(i+1))`` times the plain head's
+    change (s the sink's share in the two windows). Example: all scores 0 and one key of score a
+    arriving gives ``(e^a - 1) / ((e^b + W)(e^b + W - 1 + e^a))`` (no sink: drop the e^b).
+    """
+    w = window_weights(scores, window, sink_logit)
+    if w.shape[1] < 2:
+        raise ValueError("window must be at least 2: with one key no key stays in the window as it slides")
+    if w.shape[0] < 2:
+        raise ValueError("scores must be longer than window: the window needs room to slide")
+    return np.abs(w[1:, :-1] - w[:-1, 1:]).max(axis=-1)
+
+
+def window_outputs(scores, values, window, sink_logit=None) -> np.ndarray:
+    """The head's output ``sum_j w_j v_j`` at each position of the sliding window.
+
+    ``values`` (T, d) holds one value vector per key of the stream; the weights are
+    ``window_weights(scores, window, sink_logit)`` and the sink's value is zero (SoftMax_1,
+    gpt-oss). So with a sink the output is exactly ``(1 - s_t)`` times the plain output, s_t the
+    sink's share at that position: a gate, "attend to nothing" when s_t is near 1.
+    Returns an array of shape ``(T - window + 1, d)``.
+    """
+    v = _real_arg("values", values)
+    s = _scores_arg("scores", scores)
+    if v.ndim != 2 or s.ndim != 1 or v.shape[0] != s.size:
+        raise ValueError(
+            f"values must have shape (T, d) with one row per score, got values {v.shape} for scores {s.shape}"
+        )
+    if not np.isfinite(v).all():
+        raise ValueError("values must be finite (no NaN or inf)")
+    w = window_weights(s, window, sink_logit)
+    rows = np.lib.stride_tricks.sliding_window_view(v, w.shape[1], axis=0)  # (T - W + 1, d, W)
+    return np.einsum("tw,tdw->td", w, rows)
 
 
 def _keep_arg(keep, shape: tuple) -> np.ndarray:

@@ -275,7 +275,9 @@ def explorer_scores(keys, temperature=1.0, boost=3.0, seed=0):
 
 def softmax_explorer(keys=12, temperature=1.0, sink_logit=0.0, use_sink=True, evict=0, boost=3.0):
     """Explore one query's softmax: number of keys, temperature, a sink logit (on/off),
-    evicting the first tokens, and how strongly key 0 stands out; entropy and max weight update.
+    evicting the first tokens, and how strongly key 0 stands out. The picture (``plot.plot_softmax``)
+    shows the sink's share as its own bar, the max weights, and only entropies of real
+    distributions: the softmax, the full distribution with the sink counted, the evicted softmax.
 
     Evicting every key is allowed by the slider and shown as an error (a softmax over no keys
     is undefined). Returns an :class:`Explorer`.

@@ -180,6 +180,39 @@ def test_shipped_streaming_reproduces():
             np.testing.assert_allclose(per_layer, recorded[model]["attention_mass"][what], atol=MASS_TOL)
 
 
+@pytest.mark.slow
+def test_cli_quick_streaming_run_records_the_extra_seed(tmp_path):
+    E.main(["streaming", "--quick", "--out", str(tmp_path), "--threads", "1"])
+    results = json.loads((tmp_path / "streaming.json").read_text())
+    assert results["quick"] and results["seed"] == 0 and set(results["other_seeds"]) == {"1"}
+    assert all(v["steps"] == 20 for v in results["training"].values())
+    other = results["other_seeds"]["1"]
+    assert all(v["steps"] == 20 for v in other["training"].values())
+    assert other["results"]["sink token"]["ppl"].keys() == results["results"]["sink token"]["ppl"].keys()
+    assert other["results"]["sink token"]["ppl"] != results["results"]["sink token"]["ppl"]  # another seed
+    again = E.evaluate_streaming(tmp_path)  # the checkpoint holds the first seed's models
+    for policy, ppl in again["sink token"]["ppl"].items():
+        assert ppl == pytest.approx(results["results"]["sink token"]["ppl"][policy], rel=PPL_RTOL), policy
+
+
+@pytest.mark.slow
+def test_shipped_streaming_results_hold_what_the_lessons_say_on_every_recorded_seed():
+    """What notebook 05 and the README say of the shipped run, checked on its results file, for each seed:
+    sink + recent matches recomputation, evicting the learned sink token costs more than evicting the plain
+    model's first tokens (which costs nothing), and dense attention past the training length blows up."""
+    shipped = _shipped("streaming")
+    runs = [shipped["results"]] + [v["results"] for v in shipped.get("other_seeds", {}).values()]
+    assert len(runs) >= 2
+    for r in runs:
+        sink, plain = r["sink token"]["ppl"], r["no sink token"]["ppl"]
+        for C, kept in ((64, "sink token + 63 recent"), (16, "sink token + 15 recent")):
+            assert sink[kept] == pytest.approx(sink[f"recompute (last {C})"], rel=0.01)
+            assert plain[f"window (last {C})"] == pytest.approx(plain[f"recompute (last {C})"], rel=0.01)
+            assert sink[f"window (last {C})"] > 1.01 * sink[kept]
+        assert plain["dense over the whole stream (1024)"] > 2 * plain["recompute (last 64)"]
+        assert sink["dense over the whole stream (1024)"] > 2 * sink["recompute (last 64)"]
+
+
 def test_memory_mask_hides_inactive_slots():
     S, n, g = 8, 16, 2
     m = E.memory_mask(g, n, slots=S, radius=1)

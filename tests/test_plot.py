@@ -263,6 +263,22 @@ def test_plot_softmax_with_sink_and_eviction():
     assert "evicted key" in texts
 
 
+def test_plot_softmax_reports_the_sink_share_and_only_real_entropies():
+    s, b = np.array([1.0, 0.0, -1.0, 2.0]), 1.0
+    ax = plot.plot_softmax(s, sink_logit=b).axes[0]
+    Z = np.exp(b) + np.exp(s).sum()
+    share, w, p = np.exp(b) / Z, np.exp(s) / Z, np.exp(s) / np.exp(s).sum()
+    full = np.r_[share, w]
+    H_full, H_plain = -(full * np.log(full)).sum(), -(p * np.log(p)).sum()
+    (label,) = [t for t in legend_texts(ax) if t.startswith("with sink")]
+    assert label == f"with sink (logit 1): keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats, max {w.max():.3f}"
+    assert f"keys renormalised = the softmax (H {H_plain:.3f})" in ax.get_title()
+    artefact = -(w * np.log(w)).sum()  # the entropy of sub-normalised weights: never shown
+    assert f"{artefact:.3f}" not in " ".join(legend_texts(ax)) + ax.get_title()
+    (sink_bar,) = [r for r in ax.patches if r.get_hatch() == "//"]  # the sink's own bar, left of key 0
+    assert sink_bar.get_height() == pytest.approx(share) and sink_bar.get_x() < -0.5
+
+
 def test_plot_softmax_keep_all_and_single_key():
     s = np.array([0.3, -0.2, 1.5])
     ax = plot.plot_softmax(s, keep=np.ones(3, dtype=bool)).axes[0]

@@ -13,8 +13,12 @@ from globattn_lite.softmax_tools import (
     entropy,
     eviction_renormalisation,
     evict,
+    sink_distribution,
     sink_weight,
+    slide_weight_change,
     softmax_with_sink,
+    window_outputs,
+    window_weights,
 )
 
 finite_scores = arrays(
@@ -157,6 +161,138 @@ def test_entropy_grows_as_scores_flatten():
     values = [entropy(plain_softmax(s / t)) for t in temps]
     assert values == sorted(values)
     assert values[-1] < math.log(4)
+
+
+def test_entropy_refuses_sink_weights_and_names_the_two_real_entropies():
+    s, b = np.array([0.5, -1.0, 2.0, 0.0]), 1.0
+    w = softmax_with_sink(s, b)  # sums to 1 - sink share < 1: not a distribution
+    with pytest.raises(ValueError, match=r"sum to 1.*sink_distribution.*softmax\(scores\)"):
+        entropy(w)
+    with pytest.raises(ValueError, match="sum to 1"):
+        entropy(np.array([[0.5, 0.5], [0.3, 0.3]]))  # one bad row is enough
+    # what the refused formula would have given: (1 - s)(H(p) - ln(1 - s)), an artefact
+    share, p = sink_weight(s, b), plain_softmax(s)
+    artefact = -(w * np.log(w)).sum()
+    assert artefact == pytest.approx((1 - share) * (entropy(p) - math.log(1 - share)))
+
+
+@given(finite_scores, st.floats(-20, 20))
+def test_sink_distribution_is_a_distribution_with_the_sink_first(scores, b):
+    full = sink_distribution(scores, b)
+    assert full.shape == (scores.size + 1,)
+    assert full.sum() == pytest.approx(1.0, abs=1e-12)
+    assert full[0] == pytest.approx(sink_weight(scores, b), abs=1e-15)
+    np.testing.assert_allclose(full[1:], softmax_with_sink(scores, b), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(sink_distribution(scores, b), plain_softmax(np.r_[b, scores]), rtol=1e-12, atol=1e-300)
+
+
+@given(finite_scores, st.floats(-20, 20))
+def test_the_sink_rescales_the_real_keys_and_leaves_their_distribution_unchanged(scores, b):
+    share = sink_weight(scores, b)
+    # 1 - share loses digits when the sink takes almost everything: compare within 1e-15 absolute
+    np.testing.assert_allclose(softmax_with_sink(scores, b), (1 - share) * plain_softmax(scores), rtol=1e-9, atol=1e-15)
+    if share < 1 - 1e-9:  # renormalised over the real keys: the plain softmax, whatever b is
+        w = softmax_with_sink(scores, b)
+        np.testing.assert_allclose(w / w.sum(), plain_softmax(scores), rtol=1e-8, atol=1e-300)
+
+
+def test_entropy_with_the_sink_counted_is_binary_entropy_plus_the_rest():
+    s, b = np.array([1.0, 0.0, -2.0]), 0.5
+    share, p = sink_weight(s, b), plain_softmax(s)
+    h = -share * math.log(share) - (1 - share) * math.log(1 - share)
+    assert entropy(sink_distribution(s, b)) == pytest.approx(h + (1 - share) * entropy(p), rel=1e-12)
+
+
+def test_sink_distribution_batched_per_head():
+    scores = np.random.default_rng(4).normal(size=(3, 5))
+    b = np.array([-1.0, 0.0, 4.0])
+    full = sink_distribution(scores, b)
+    assert full.shape == (3, 6)
+    np.testing.assert_allclose(full.sum(-1), 1.0)
+    np.testing.assert_allclose(full[:, 0], sink_weight(scores, b))
+    np.testing.assert_allclose(entropy(full), [entropy(sink_distribution(scores[h], b[h])) for h in range(3)])
+
+
+# --- what a sink changes as a window slides (known answers) ------------------------------
+
+
+def test_window_weights_rows_are_the_windows():
+    s = np.arange(6.0)
+    w = window_weights(s, 3)
+    assert w.shape == (4, 3)
+    np.testing.assert_allclose(w[2], plain_softmax(s[2:5]))
+    np.testing.assert_allclose(window_weights(s, 3, sink_logit=1.0)[2], softmax_with_sink(s[2:5], 1.0))
+
+
+@pytest.mark.parametrize("b", [None, -2.0, 0.0, 3.0])
+@pytest.mark.parametrize("W", [2, 5, 16])
+def test_slide_weight_change_when_one_relevant_key_arrives(W, b):
+    # all scores 0, one key of score a arrives: each staying weight goes from 1/(e^b + W) to
+    # 1/(e^b + W - 1 + e^a); no other step changes anything
+    a, T, p = 3.0, 60, 25
+    s = np.zeros(T)
+    s[p] = a
+    change = slide_weight_change(s, W, b)
+    assert change.shape == (T - W,)
+    eb = 0.0 if b is None else math.exp(b)
+    expected = (math.exp(a) - 1) / ((eb + W) * (eb + W - 1 + math.exp(a)))
+    arrive = p - W  # the slide from window p - W .. p - 1 to p - W + 1 .. p
+    assert change[arrive] == pytest.approx(expected, rel=1e-12)
+    quiet = np.ones(T - W, dtype=bool)
+    quiet[[arrive, p]] = False  # the arrival and the departure (leaving window p .. p + W - 1)
+    np.testing.assert_allclose(change[quiet], 0.0, atol=1e-15)
+    assert change[p] == pytest.approx(expected, rel=1e-12)  # leaving: the same jump back
+
+
+def test_the_staying_weights_move_exactly_one_minus_s_times_one_minus_s_next_as_much():
+    # w_sink = (1 - s) p, and for a staying key the change is e^(s_j) |1/(e^b + Z') - 1/(e^b + Z)|
+    # = (1 - s)(1 - s') e^(s_j) |1/Z' - 1/Z|: the sink's smoothing of the weights is its gate, twice
+    s, W, b = np.random.default_rng(8).normal(size=200) * 2, 12, 2.0
+    share = sink_weight(np.lib.stride_tricks.sliding_window_view(s, W), b)
+    np.testing.assert_allclose(slide_weight_change(s, W, b),
+                               (1 - share[:-1]) * (1 - share[1:]) * slide_weight_change(s, W), rtol=1e-9)
+
+
+def test_a_stronger_sink_moves_the_staying_weights_less():
+    s = np.random.default_rng(5).normal(size=300)
+    means = [slide_weight_change(s, 16, b).mean() for b in (None, 0.0, 2.0, 4.0)]
+    assert means == sorted(means, reverse=True)
+
+
+def test_window_outputs_with_a_sink_are_the_plain_outputs_gated_by_one_minus_the_share():
+    rng = np.random.default_rng(6)
+    s, v, W, b = rng.normal(size=50), rng.normal(size=(50, 3)), 8, 1.5
+    plain = window_outputs(s, v, W)
+    assert plain.shape == (43, 3)
+    np.testing.assert_allclose(plain[10], plain_softmax(s[10:18]) @ v[10:18], rtol=1e-12)
+    share = sink_weight(np.lib.stride_tricks.sliding_window_view(s, W), b)
+    np.testing.assert_allclose(window_outputs(s, v, W, b), (1 - share)[:, None] * plain, rtol=1e-12, atol=1e-15)
+
+
+def test_a_head_with_a_sink_can_output_almost_nothing():
+    # nothing relevant: every score far below the sink logit, so the output is about e^(s - b) * W times a value
+    rng = np.random.default_rng(7)
+    s, v = np.full(30, -4.0), rng.normal(size=(30, 4))
+    out = window_outputs(s, v, 10, sink_logit=6.0)
+    share = 1 / (1 + 10 * math.exp(-10.0))
+    assert np.linalg.norm(out, axis=1).max() <= (1 - share) * np.abs(v).sum(axis=1).max()
+    assert np.linalg.norm(out, axis=1).max() < 1e-3
+    assert np.linalg.norm(window_outputs(s, v, 10), axis=1).min() > 0.1  # without a sink it must average
+
+
+def test_sliding_window_bad_input():
+    with pytest.raises(ValueError, match="1-D"):
+        window_weights(np.zeros((2, 5)), 2)
+    with pytest.raises(ValueError, match="window"):
+        window_weights(np.zeros(5), 6)
+    with pytest.raises(ValueError, match="window"):
+        slide_weight_change(np.zeros(5), 1)
+    with pytest.raises(ValueError, match="longer"):
+        slide_weight_change(np.zeros(5), 5)
+    with pytest.raises(ValueError, match="values"):
+        window_outputs(np.zeros(5), np.zeros((4, 2)), 2)
+    with pytest.raises(TypeError, match="window"):
+        window_weights(np.zeros(5), 2.5)
 
 
 # --- evict / eviction_renormalisation --------------------------------------------------

@@ -226,7 +226,11 @@ def test_softmax_explorer_each_control():
     np.testing.assert_allclose(heights(ex)[0], np.exp(s) / np.exp(s).sum())
 
     move(ex, "sink_logit", 2.5)
-    assert f"sink takes {np.exp(2.5) / (np.exp(2.5) + np.exp(s).sum()):.3f} of the mass" in title(ex)
+    share = np.exp(2.5) / (np.exp(2.5) + np.exp(s).sum())
+    assert f"sink takes {share:.3f} of the mass" in title(ex)
+    legend = [t.get_text() for t in ex.figure.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("with sink (logit 2.5)") and "H incl. sink" in t and f"1 - s = {1 - share:.3f}" in t
+               for t in legend)
 
     move(ex, "keys", 20)
     assert len(heights(ex)[0]) == 20 and ex.controls["evict"].max == 20
