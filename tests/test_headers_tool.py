@@ -166,3 +166,8 @@ def test_a_notebook_outside_the_course_folders_is_refused(tmp_path):
     path = tmp_path / "elsewhere" / "x.ipynb"
     with pytest.raises(ValueError, match="headers are for notebooks"):
         nh.published_path(path, tmp_path)
+
+
+def test_every_notebook_and_the_readme_carry_the_current_header():
+    """The committed course itself, not a copy: regenerate with `python3 course.py headers`."""
+    assert nh.main(["--check"]) == 0, "run `python3 course.py headers`, then re-execute the changed lessons"

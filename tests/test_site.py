@@ -210,3 +210,15 @@ def test_links_to_files_outside_the_site_point_to_the_repository(tmp_path):
         f"{settings.repository}/tree/{settings.branch}/globattn_lite"
     with pytest.raises(SystemExit, match="not in the repository"):
         build_site.repository_link("../nowhere.md", page, staging, settings)
+
+
+@pytest.mark.slow
+def test_every_figure_on_the_site_says_what_it_shows(site):
+    """After the lessons are executed with alt metadata, no course figure falls back to its file name."""
+    for page in site.rglob("*.html"):
+        rel = page.relative_to(site).as_posix()
+        if rel.startswith("_"):
+            continue
+        for src, alt in _images(page.read_text()):
+            if "_images/" in src:
+                assert alt and not alt.endswith(".png"), f"{rel}: figure {src} has no alt text ({alt!r})"
