@@ -179,7 +179,8 @@ def local_global_pattern(window, sinks=0, global_tokens=0, causal=True):
     """The Pattern that ``local_global_attention`` computes.
 
     causal=True:  ``causal() & (sliding_window(window) | sinks(sinks))``  (window W >= 1 keys,
-                  the query included; sink tokens are the causal global tokens; global_tokens must be 0)
+                  the query included; sink tokens are the causal global tokens; global_tokens must be 0);
+                  with no sinks just ``sliding_window(window)``, which is causal by itself
     causal=False: ``band(window) | sinks(sinks) | global_tokens(global_tokens)``  (window is the
                   one-sided radius r >= 1: 2r + 1 local keys)
 
@@ -188,9 +189,9 @@ def local_global_pattern(window, sinks=0, global_tokens=0, causal=True):
     window, sinks, global_tokens, causal = _check_local_global_args(window, sinks, global_tokens, causal)
     if causal:
         local = patterns.sliding_window(window)
-        if sinks:
-            local = local | patterns.sinks(sinks)
-        return patterns.causal() & local
+        if not sinks:
+            return local  # already causal: causal() & sliding_window(W) would be the same mask
+        return patterns.causal() & (local | patterns.sinks(sinks))
     pattern = patterns.band(window)
     if sinks:
         pattern = pattern | patterns.sinks(sinks)

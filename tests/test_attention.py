@@ -473,3 +473,10 @@ def test_dense_attention_validates_qkv_too():
 def test_import_does_not_load_torch():
     code = "import sys, globattn_lite.attention; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_local_global_pattern_without_sinks_is_the_plain_window():
+    """sliding_window(W) is causal by itself, so the pattern carries no redundant causal() term."""
+    p = attn.local_global_pattern(5)
+    assert str(p) == "sliding_window(5)"
+    np.testing.assert_array_equal(p.mask(12), (patterns.causal() & patterns.sliding_window(5)).mask(12))

@@ -33,7 +33,7 @@ def _load(name, path):
     return module
 
 
-lab = _load("labdriver", ROOT / "tests" / "browser" / "labdriver.py")
+lab = _load("labdriver", ROOT / "tools" / "labdriver.py")
 
 
 @pytest.fixture(scope="module")
