@@ -181,14 +181,7 @@ class TinyTransformer(nn.Module):
 
         mask: Pattern or bool (g+N, g+N) over the full sequence (prepended tokens at 0..g-1).
         """
-        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
-            raise TypeError("ids must be a torch.long tensor of shape (batch, n)")
-        n = ids.shape[1] + self.cfg.n_global
-        if self.pos is not None and n > self.cfg.max_len:
-            raise ValueError(f"sequence of {n} (with prepended tokens) exceeds max_len={self.cfg.max_len}")
-        mask = as_bool_mask(mask, n)
-        pos = torch.arange(n)
-        x = self.embed(ids, pos)
+        x, mask, pos = self._inputs(ids, mask)
         weights = []
         for block in self.blocks:
             x, w = block(x, mask, pos, need_weights)
@@ -196,18 +189,21 @@ class TinyTransformer(nn.Module):
         logits = self.head(self.ln_f(x))[:, self.cfg.n_global :]
         return (logits, weights) if need_weights else logits
 
-    def last_logits(self, ids, mask) -> torch.Tensor:
-        """``forward(ids, mask)[:, -1]`` (B, vocab) at about half the cost, for tasks answered at the
-        last position: the last block computes keys and values for every position but the query,
-        output projection and MLP for the last position only (the other rows would be discarded)."""
+    def _inputs(self, ids, mask):
+        """Embedded input (B, g+N, d), the bool mask and the positions 0..g+N-1, after checking ids."""
         if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
             raise TypeError("ids must be a torch.long tensor of shape (batch, n)")
         n = ids.shape[1] + self.cfg.n_global
         if self.pos is not None and n > self.cfg.max_len:
             raise ValueError(f"sequence of {n} (with prepended tokens) exceeds max_len={self.cfg.max_len}")
-        mask = as_bool_mask(mask, n)
         pos = torch.arange(n)
-        x = self.embed(ids, pos)
+        return self.embed(ids, pos), as_bool_mask(mask, n), pos
+
+    def last_logits(self, ids, mask) -> torch.Tensor:
+        """``forward(ids, mask)[:, -1]`` (B, vocab) at about half the cost, for tasks answered at the
+        last position: the last block computes keys and values for every position but the query,
+        output projection and MLP for the last position only (the other rows would be discarded)."""
+        x, mask, pos = self._inputs(ids, mask)
         for block in self.blocks[:-1]:
             x, _ = block(x, mask, pos)
         last = self.blocks[-1]
