@@ -4,8 +4,20 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 # Derandomised: a failure found once is found on every run and on every machine.
 settings.register_profile("course", derandomize=True, deadline=None, max_examples=60)
 settings.load_profile("course")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models are many small ops: on a shared 2-core machine one torch thread ran them ~9x faster
+    than two. Modules that evaluate models use it for every test (``pytestmark``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

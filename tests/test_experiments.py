@@ -17,16 +17,11 @@ from globattn_lite import patterns as P
 from globattn_lite.tasks import LongRangeRetrieval, MarkovSource
 from globattn_lite.tiny import TinyConfig, TinyTransformer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # fixture in conftest.py
+
 ACC_TOL, PPL_RTOL, MASS_TOL = 0.02, 0.01, 0.01
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine two torch threads ran these evaluations ~9x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_train_runs_and_lowers_the_loss():

@@ -28,6 +28,8 @@ from globattn_lite import costs, experiments as E, patterns as P, plot, widgets 
 from globattn_lite.attention import local_global_pattern
 from globattn_lite.tasks import MarkovSource
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # fixture in conftest.py
+
 GIB = 2**30
 
 
@@ -375,13 +377,6 @@ def test_concurrent_changes_from_two_threads_leave_a_consistent_figure():
 # --------------------------------------------------------------------------- trained models
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The explorers run tiny models: one thread is fastest on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
