@@ -26,7 +26,6 @@ from globattn_lite._validate import float_arg, int_arg
 from globattn_lite.checks import DEFAULT_BUDGET, DEFAULT_TIMEOUT
 from globattn_lite.grading.submissions import MalformedSubmission, Submission, discover, load_cells
 
-STATUSES = ("graded", "malformed", "timeout", "crashed", "unknown set", "grader error", "missing")
 DEFAULT_SALT = "globattn-lite"
 
 
