@@ -7,6 +7,8 @@ accuracy within 0.02 (absolute), perplexity within 1% (relative), attention mass
 """
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,7 +34,7 @@ def test_train_runs_and_lowers_the_loss():
 
     def batch_loss(step):
         ids, ans, _ = task.sample(16, step)
-        return E._classify_loss(model, mask, ids, ans)
+        return E.harness.classify_loss(model, mask, ids, ans)
 
     losses, ran = E.train(model, batch_loss, steps=40, lr=3e-3, progress=False)
     assert ran == 40 and np.isfinite(losses).all()
@@ -130,6 +132,25 @@ def test_load_models_names_a_missing_checkpoint(tmp_path):
         E.load_models("nope")
 
 
+def test_the_registry_names_each_experiment_once():
+    assert list(E.EXPERIMENTS) == ["long_range", "streaming", "memory"]
+    assert [e.config for e in E.EXPERIMENTS.values()] == [E.LONG_RANGE, E.STREAMING, E.MEMORY]
+    assert E.EXPLORED == ("long_range", "streaming")  # the experiments with an explorer input
+    model = TinyTransformer(TinyConfig(16, n_layer=1, d_model=16))
+    with pytest.raises(ValueError, match="name"):
+        E.explorer_example("memory", "nested", model)
+    with pytest.raises(ValueError, match="name"):
+        E.results_table("nope")
+
+
+def test_the_package_runs_as_a_command():
+    """``python -m globattn_lite.experiments`` (the package's __main__) offers every registered experiment."""
+    done = subprocess.run([sys.executable, "-m", "globattn_lite.experiments", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "{" + ",".join(E.EXPERIMENTS) + "}" in done.stdout
+
+
 @pytest.mark.slow
 def test_cli_quick_run_writes_checkpoint_and_results(tmp_path):
     E.main(["long_range", "--quick", "--out", str(tmp_path), "--threads", "1"])
@@ -143,10 +164,21 @@ def test_cli_quick_run_writes_checkpoint_and_results(tmp_path):
 
 
 def _shipped(name):
-    path = E.CHECKPOINT_DIR / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"{name} is not shipped")
+    """The results file of shipped experiment ``name``; a missing checkpoint fails the test (every one ships)."""
+    missing = [p.name for p in (E.CHECKPOINT_DIR / f"{name}.pt", E.CHECKPOINT_DIR / f"{name}.json") if not p.exists()]
+    assert not missing, f"shipped files missing: {missing} (python -m globattn_lite.experiments {name} makes them)"
     return E.load_results(name)
+
+
+@pytest.mark.parametrize("name", list(E.EXPERIMENTS))
+def test_every_experiment_ships_results_that_record_the_code(name):
+    """Each shipped results file records the experiment's current config (its "probes" included) and
+    the "measured" text generated from that config: a changed config needs a new training run."""
+    recorded = _shipped(name)
+    experiment = E.EXPERIMENTS[name]
+    assert recorded["experiment"] == name and not recorded["quick"]
+    assert recorded["config"] == json.loads(json.dumps(experiment.config))  # tuples are lists in JSON
+    assert recorded["measured"] == experiment.measured(recorded["config"], recorded["seed"])
 
 
 @pytest.mark.slow
@@ -169,6 +201,7 @@ def test_shipped_streaming_reproduces():
     got = E.evaluate_streaming()
     assert got["floor_ppl"] == pytest.approx(recorded["floor_ppl"], rel=1e-6)
     for model in ("no sink token", "sink token"):
+        assert got[model]["ppl"].keys() == recorded[model]["ppl"].keys(), model  # no recorded policy missing
         for policy, ppl in got[model]["ppl"].items():
             assert ppl == pytest.approx(recorded[model]["ppl"][policy], rel=PPL_RTOL), (model, policy)
         for what, per_layer in got[model]["attention_mass"].items():
@@ -196,7 +229,7 @@ def test_shipped_streaming_results_hold_what_the_lessons_say_on_every_recorded_s
     sink + recent matches recomputation, evicting the learned sink token costs more than evicting the plain
     model's first tokens (which costs nothing), and dense attention past the training length blows up."""
     shipped = _shipped("streaming")
-    runs = [shipped["results"]] + [v["results"] for v in shipped.get("other_seeds", {}).values()]
+    runs = [shipped["results"]] + [v["results"] for v in shipped["other_seeds"].values()]
     assert len(runs) >= 2
     for r in runs:
         sink, plain = r["sink token"]["ppl"], r["no sink token"]["ppl"]
@@ -252,7 +285,7 @@ def test_question_global_pattern_reads_every_fact_in_one_hop():
 def _memory_model_with_identical_slots():
     """A random nested-slot model whose 8 slots have the same vector and the same position embedding."""
     c = E.MEMORY
-    task = E._memory_task(c["stages"][-1])
+    task = E.memory.memory_task(c["stages"][-1])
     torch.manual_seed(0)
     model = TinyTransformer(TinyConfig(task.vocab_size, max_len=task.n + c["slots"], n_global=c["slots"], **c["model"]))
     with torch.no_grad():
@@ -319,6 +352,8 @@ def test_shipped_memory_slot_usage_reproduces():
 
 
 def test_shipped_checkpoints_are_small():
+    for name in E.EXPERIMENTS:
+        _shipped(name)
     total = sum(p.stat().st_size for p in E.CHECKPOINT_DIR.glob("*") if p.is_file())
     assert total < 10 * 2**20
 
@@ -347,12 +382,11 @@ def test_stream_trace_is_stream_nll_step_by_step(policy, cache, sinks, g):
 
 
 def test_explorer_example_is_the_evaluation_input():
-    if not (E.CHECKPOINT_DIR / "long_range.pt").exists():
-        pytest.skip("long_range is not shipped")
+    _shipped("long_range")
     models = E.load_models("long_range")
     for variant, (g, pattern, fact) in E.long_range_variants(
             E.LONG_RANGE["window"], E.LONG_RANGE["radius"], E.LONG_RANGE["sinks"]).items():
-        ids, answers, _ = E._long_range_task(fact).sample(E.LONG_RANGE["test_size"], E.TEST_SEED)
+        ids, answers, _ = E.long_range.long_range_task(fact).sample(E.LONG_RANGE["test_size"], E.TEST_SEED)
         for i in (0, E.EXAMPLES - 1):
             case = E.explorer_example("long_range", variant, models[variant], i)
             np.testing.assert_array_equal(case["ids"].numpy(), ids[i : i + 1])  # the test set's sequence i
