@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from ._validate import choice_arg, int_arg
 from .attention import dense_attention
+from .patterns import as_torch_mask
 
 
 @dataclass
@@ -77,18 +78,9 @@ def rotate(x: torch.Tensor, pos: torch.Tensor, base: float = 10000.0) -> torch.T
 
 
 def as_bool_mask(mask, n: int) -> torch.Tensor:
-    """A Pattern (has ``.mask(n)``), numpy bool array or torch bool tensor -> torch bool (n, n)."""
-    if hasattr(mask, "mask") and callable(mask.mask):
-        mask = mask.mask(n)
-    if isinstance(mask, np.ndarray):
-        mask = torch.from_numpy(mask)
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        raise TypeError(
-            "mask must be a patterns.Pattern or a boolean (n, n) array/tensor (True = may attend), "
-            f"got {type(mask).__name__}"
-        )
-    if tuple(mask.shape) != (n, n):
-        raise ValueError(f"mask must have shape ({n}, {n}) (prepended tokens included), got {tuple(mask.shape)}")
+    """``patterns.as_torch_mask(mask, n)``, the torch bool (n, n) mask of a Pattern, bool array or
+    bool tensor, that also refuses a query row with no visible key (its softmax would be NaN)."""
+    mask = as_torch_mask(mask, n, name="mask")
     if not bool(mask.any(dim=1).all()):
         raise ValueError("mask has a query row with no visible key; every row needs at least one True")
     return mask

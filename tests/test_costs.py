@@ -12,6 +12,7 @@ from globattn_lite import patterns as P
 from globattn_lite.costs import (
     PRESETS,
     ModelPreset,
+    hop_matrix,
     hops,
     kv_cache_bytes,
     kv_entries,
@@ -640,3 +641,18 @@ def test_against_published_kv_cache_estimators():
     ds = PRESETS["DeepSeek-V3"]
     assert ds.kv_bytes_per_token() == ds.layers * (512 + 64) * 2
     assert ds.kv_elements_per_token_layer == 2 * 2.25 * ds.head_dim  # MLA = GQA with 2.25 groups of 128
+
+
+def test_hop_matrix_is_hops_for_every_pair_within_the_layers():
+    rng = np.random.default_rng(1)
+    n = 10
+    for layers in (0, 1, 3, 20):
+        m = rng.random((n, n)) < 0.2
+        H = hop_matrix(m, n, layers)
+        for src in range(n):
+            for dst in range(n):
+                h = hops(m, n, src, dst)
+                assert H[dst, src] == (h if h is not None and h <= layers else -1)
+    np.testing.assert_array_equal(hop_matrix(P.sliding_window(3), 6, 5), hop_matrix(P.sliding_window(3).mask(6), 6, 5))
+    with pytest.raises(ValueError, match="layers"):
+        hop_matrix(P.causal(), 4, -1)
