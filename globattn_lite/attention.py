@@ -113,14 +113,33 @@ def top_k_mask(scores, k, mask=None) -> np.ndarray:
 # --------------------------------------------------------------------------- patterns
 
 
-def _check_local_global_args(window, sinks, global_tokens, causal, n=None):
-    """Validate the local + global arguments (and, given the length n, their upper bounds)."""
-    window = int_arg("window", window, minimum=1)
-    sinks = int_arg("sinks", sinks, minimum=0)
-    global_tokens = int_arg("global_tokens", global_tokens, minimum=0)
+def _check_local_global_args(window, sinks, global_tokens, causal, n=None, radius=None):
+    """Validate the local + global arguments (and, given the length n, their upper bounds).
+
+    Returns (local, sinks, global_tokens, causal): local is W keys when causal, else the radius r,
+    given as ``radius=r`` or (the older spelling) ``window=r``.
+    """
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be True or False, got {causal!r}")
     causal = bool(causal)
+    if causal and radius is not None:
+        raise ValueError(
+            f"radius={radius!r} is for causal=False (a band |q - k| <= r); a causal window takes "
+            "window=W, the number of keys a query sees (itself included)"
+        )
+    if not causal and window is not None and radius is not None:
+        raise ValueError(
+            f"give the band's radius once: radius={radius!r} or window={window!r} (for causal=False "
+            "window means the same radius), not both"
+        )
+    if window is None and radius is None:
+        raise ValueError(
+            "give window=W (causal=True: W keys, the query included) or radius=r (causal=False: "
+            "the keys with |q - k| <= r)"
+        )
+    local = int_arg("window", window, minimum=1) if radius is None else int_arg("radius", radius, minimum=1)
+    sinks = int_arg("sinks", sinks, minimum=0)
+    global_tokens = int_arg("global_tokens", global_tokens, minimum=0)
     if causal and global_tokens:
         raise ValueError(
             f"global_tokens must be 0 when causal=True (got {global_tokens}): a causal token cannot "
@@ -130,21 +149,24 @@ def _check_local_global_args(window, sinks, global_tokens, causal, n=None):
         for name, value in (("sinks", sinks), ("global_tokens", global_tokens)):
             if value > n:
                 raise ValueError(f"{name} must be between 0 and the sequence length N={n}, got {value}")
-    return window, sinks, global_tokens, causal
+    return local, sinks, global_tokens, causal
 
 
-def local_global_pattern(window, sinks=0, global_tokens=0, causal=True):
+def local_global_pattern(window=None, sinks=0, global_tokens=0, causal=True, *, radius=None):
     """The Pattern that ``local_global_attention`` computes.
 
     causal=True:  ``causal() & (sliding_window(window) | sinks(sinks))``  (window W >= 1 keys,
                   the query included; sink tokens are the causal global tokens; global_tokens must be 0);
                   with no sinks just ``sliding_window(window)``, which is causal by itself
-    causal=False: ``band(window) | sinks(sinks) | global_tokens(global_tokens)``  (window is the
-                  one-sided radius r >= 1: 2r + 1 local keys)
+    causal=False: ``band(radius) | sinks(sinks) | global_tokens(global_tokens)``  (the one-sided
+                  radius r >= 1: 2r + 1 local keys; ``window=r`` is the older spelling of ``radius=r``)
 
-    Terms with a zero count are left out of the formula (they add no pair).
+    Give ``window`` or ``radius``, once. Terms with a zero count are left out of the formula
+    (they add no pair).
     """
-    window, sinks, global_tokens, causal = _check_local_global_args(window, sinks, global_tokens, causal)
+    window, sinks, global_tokens, causal = _check_local_global_args(
+        window, sinks, global_tokens, causal, radius=radius
+    )
     if causal:
         local = patterns.sliding_window(window)
         if not sinks:
@@ -212,12 +234,14 @@ def dense_attention(q, k, v, pattern):
 BLOCK = 128  # queries per block in local_global_attention (timed in benchmarks/attention_scaling.py)
 
 
-def local_global_attention(q, k, v, window, sinks=0, global_tokens=0, causal=True):
-    """Attention over ``local_global_pattern(window, sinks, global_tokens, causal)`` in O(N) memory.
+def local_global_attention(q, k, v, window=None, sinks=0, global_tokens=0, causal=True, *, radius=None):
+    """Attention over ``local_global_pattern(window, sinks, global_tokens, causal, radius=radius)`` in O(N) memory.
+
+    ``window=W`` keys when causal; ``radius=r`` (or, the older spelling, ``window=r``) when not.
 
     The queries are cut into blocks of ``BLOCK`` rows. A block [s, e) sees
       - its local keys, one contiguous slice [lo, hi) of K and V: [s - window + 1, e) when causal,
-        [s - window, e + window) for a band (clipped to [0, N)), and
+        [s - r, e + r) for a band of radius r (clipped to [0, N)), and
       - the first P keys, which every query sees (P = sinks when causal, max(sinks, global_tokens)
         otherwise), except those already inside [lo, hi), so no key is counted twice.
     Each block is one call of scaled_dot_product_attention with a small (block x keys) mask made
@@ -233,7 +257,7 @@ def local_global_attention(q, k, v, window, sinks=0, global_tokens=0, causal=Tru
     _check_qkv(q, k, v)
     n = q.shape[-2]
     window, sinks, global_tokens, causal = _check_local_global_args(
-        window, sinks, global_tokens, causal, n=n
+        window, sinks, global_tokens, causal, n=n, radius=radius
     )
     prefix = sinks if causal else max(sinks, global_tokens)
     before, after = (window - 1, 0) if causal else (window, window)

@@ -279,6 +279,38 @@ def test_local_global_pattern_rejects_bad_arguments(kwargs, error, words):
         local_global_pattern(**kwargs)
 
 
+def test_radius_names_the_band_and_window_keeps_its_old_meaning():
+    assert str(local_global_pattern(radius=2, global_tokens=1, causal=False)) == "band(2) | global_tokens(1)"
+    assert str(local_global_pattern(2, global_tokens=1, causal=False)) == "band(2) | global_tokens(1)"
+    assert str(local_global_pattern(window=3)) == "sliding_window(3)"
+    q, k, v = qkv(1, 2, 300, 4, seed=3)
+    mask = contract_mask(300, 5, sinks=2, global_tokens=3, causal=False)
+    expected = handwritten(q, k, v, torch.from_numpy(mask))
+    for call in (dict(radius=5), dict(window=5)):
+        got = local_global_attention(q, k, v, sinks=2, global_tokens=3, causal=False, **call)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(), ValueError, r"give window=W \(causal=True: W keys, the query included\) or radius=r"),
+        (dict(causal=False), ValueError, "or radius=r"),
+        (dict(radius=2), ValueError, "radius=2 is for causal=False"),
+        (dict(window=3, radius=2), ValueError, "radius=2 is for causal=False"),
+        (dict(window=2, radius=2, causal=False), ValueError, "give the band's radius once"),
+        (dict(radius=0, causal=False), ValueError, "radius must be >= 1"),
+        (dict(radius=1.5, causal=False), TypeError, "radius must be a whole number"),
+    ],
+)
+def test_window_or_radius_exactly_once(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        local_global_pattern(**kwargs)
+    q, k, v = qkv(8, 4)
+    with pytest.raises(error, match=words):
+        local_global_attention(q, k, v, **kwargs)
+
+
 # --------------------------------------------------------------------------- dense_attention
 
 
