@@ -23,6 +23,7 @@ positions ``0..len(cache)-1`` (StreamingLLM's "positions within the cache"); see
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -99,17 +100,40 @@ class SelfAttention(nn.Module):
         return self.qkv(x).view(B, N, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
 
     def attend(self, q, k, v, mask, need_weights):
-        """softmax(q k^T / sqrt(D), masked) v; also returns the weights (B, H, Nq, Nk) if asked."""
-        if not need_weights:
-            return dense_attention(q, k, v, mask), None  # the package's reference (SDPA with the mask)
-        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        return weights @ v, weights
+        """y = softmax(q k^T / sqrt(D), masked) v for Nq queries over Nk keys; also the weights
+        (B, H, Nq, Nk) if asked, computed beside y (y is the same either way).
 
-    def forward(self, x, mask, pos, need_weights=False):
+        mask: bool (Nq, Nk), or None when every key is visible (the entries a KV cache keeps). A
+        square mask goes through the package's ``dense_attention``; fewer queries than keys (the
+        newest query of a cache, ``last_logits``) is the same SDPA call on those rows.
+        """
+        if mask is not None and q.shape[-2] == k.shape[-2]:
+            y = dense_attention(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if not need_weights:
+            return y, None
+        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return y, scores.softmax(dim=-1)
+
+    def forward(self, x, mask, pos, need_weights=False, kv=None, last=False):
+        """Attention of the positions in x (B, N, d) at positions ``pos``.
+
+        ``kv``: for cached decoding, a function (k, v) -> (k, v) that stores the new keys and values
+        (before rotation) and returns the ones to attend over (``KVCache.add``); they get positions
+        0..m-1 and the queries the last N of them. ``last``: only the last position queries
+        (its output row alone, ``mask[-1:]``).
+        """
         q, k, v = self.split(x)
+        if kv is not None:
+            k, v = kv(k, v)
+            pos = torch.arange(k.shape[2])  # positions within the cache
+        if last:
+            q, mask = q[:, :, -1:], mask[-1:]
         if self.rotary:
-            q, k = rotate(q, pos), rotate(k, pos)
+            q, k = rotate(q, pos[-q.shape[2] :]), rotate(k, pos)
         y, w = self.attend(q, k, v, mask, need_weights)
         B, H, N, Dh = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, N, H * Dh)), w
@@ -126,9 +150,11 @@ class Block(nn.Module):
             nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(), nn.Linear(4 * cfg.d_model, cfg.d_model)
         )
 
-    def forward(self, x, mask, pos, need_weights=False):
-        a, w = self.attn(self.ln1(x), mask, pos, need_weights)
-        x = x + a
+    def forward(self, x, mask, pos, need_weights=False, kv=None, last=False):
+        """x + Attn(LN(x)), then + MLP(LN(.)); ``kv`` and ``last`` as in :meth:`SelfAttention.forward`
+        (with ``last`` only the last row of x goes on)."""
+        a, w = self.attn(self.ln1(x), mask, pos, need_weights, kv, last)
+        x = (x[:, -1:] if last else x) + a
         return x + self.mlp(self.ln2(x)), w
 
 
@@ -198,14 +224,7 @@ class TinyTransformer(nn.Module):
         x, mask, pos = self._inputs(ids, mask)
         for block in self.blocks[:-1]:
             x, _ = block(x, mask, pos)
-        last = self.blocks[-1]
-        q, k, v = last.attn.split(last.ln1(x))
-        if last.attn.rotary:
-            q, k = rotate(q, pos), rotate(k, pos)
-        y = F.scaled_dot_product_attention(q[:, :, -1:], k, v, attn_mask=mask[-1:])  # (B, H, 1, Dh)
-        B, H, _, Dh = y.shape
-        h = x[:, -1:] + last.attn.proj(y.transpose(1, 2).reshape(B, 1, H * Dh))
-        h = h + last.mlp(last.ln2(h))
+        h, _ = self.blocks[-1](x, mask, pos, last=True)
         return self.head(self.ln_f(h))[:, 0]
 
     # ---- streaming with a KV cache (rotary positions renumbered inside the cache) ----
@@ -225,17 +244,9 @@ class TinyTransformer(nn.Module):
             raise ValueError("step() needs positions='rotary' (cache positions are renumbered)")
         h = x[:, None, :]
         for layer, block in enumerate(self.blocks):
-            q, k, v = block.attn.split(block.ln1(h))
-            k_all, v_all = cache.add(layer, k, v)
-            m = k_all.shape[2]
-            q = rotate(q, torch.tensor([m - 1]))
-            k_all = rotate(k_all, torch.arange(m))
-            y = F.scaled_dot_product_attention(q, k_all, v_all)
+            h, w = block(h, None, None, weights is not None, kv=partial(cache.add, layer))
             if weights is not None:
-                weights.append(((q @ k_all.transpose(-1, -2)) / q.shape[-1] ** 0.5).softmax(-1)[:, :, 0])
-            B, H, _, Dh = y.shape
-            h = h + block.attn.proj(y.transpose(1, 2).reshape(B, 1, H * Dh))
-            h = h + block.mlp(block.ln2(h))
+                weights.append(w[:, :, 0])
         return self.head(self.ln_f(h))[:, 0]
 
 

@@ -127,11 +127,26 @@ def test_attention_layer_equals_the_package_reference(pattern):
     attn = make().blocks[0].attn
     x = torch.randn(2, 14, 64)
     q, k, v = attn.split(x)
-    ours, _ = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=False)
-    manual, _ = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=True)
+    ours, none = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=False)
+    same, weights = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=True)
     ref = dense_attention(q, k, v, pattern)
+    assert none is None and torch.equal(ours, same)  # asking for the weights does not change y
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(manual, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights @ v, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_step_weights_are_forward_weights_and_leave_the_logits_unchanged():
+    m, x = make(positions="rotary", n_layer=2), ids(n=9)
+    with torch.no_grad():
+        _, full = m(x, P.causal(), need_weights=True)
+    plain, watched = KVCache(2), KVCache(2)
+    for t in range(9):
+        weights = []
+        a = m.step(m.tok(x[:, t]), plain)
+        b = m.step(m.tok(x[:, t]), watched, weights)
+        assert torch.equal(a, b)
+        for layer, w in enumerate(weights):  # the step's query is row t of the full forward
+            torch.testing.assert_close(w, full[layer][:, :, t, : t + 1], atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("size, sinks", [(None, 0), (5, 0), (5, 2)])
