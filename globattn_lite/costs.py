@@ -280,37 +280,21 @@ class ModelPreset:
     active_parameters: float | None = None
     kv_latent_dim: int | None = None
 
-    def __post_init__(self):
-        for field in ("name", "layer_pattern", "source"):
-            if not isinstance(getattr(self, field), str):
-                raise TypeError(f"{field} must be a string, got {getattr(self, field)!r}")
-        for field in ("layers", "heads", "kv_heads", "head_dim"):
-            int_arg(field, getattr(self, field), minimum=1)
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
-        int_arg("local_layers", self.local_layers, minimum=0, maximum=self.layers)
-        every = int_arg("global_every", self.global_every, minimum=2)
-        if every == 2:
-            if self.layers > self.local_layers > (self.layers + 1) // 2:
-                raise ValueError(
-                    f"local_layers must be 0, all {self.layers} layers, or at most {(self.layers + 1) // 2} "
-                    f"(alternating local/global, local first), got {self.local_layers}"
-                )
-        elif self.local_layers not in (0, self.layers, self.layers - self.layers // every):
-            raise ValueError(
-                f"with global_every={every}, local_layers must be 0, {self.layers} or "
-                f"{self.layers - self.layers // every} (every {every}th layer global), got {self.local_layers}"
-            )
-        if self.sliding_window is not None:
-            int_arg("sliding_window", self.sliding_window, minimum=1)
-        elif self.local_layers:
-            raise ValueError("local_layers > 0 needs a sliding_window")
-        for field in ("max_context", "kv_latent_dim"):
-            if getattr(self, field) is not None:
-                int_arg(field, getattr(self, field), minimum=1)
-        for field in ("parameters", "active_parameters"):
-            if getattr(self, field) is not None:
-                float_arg(field, getattr(self, field), strictly_positive=True)
+    def __post_init__(self):  # every preset is filled by this module (PRESETS): assert, do not explain
+        assert all(isinstance(t, str) for t in (self.name, self.layer_pattern, self.source)), "name, layer_pattern, source: strings"
+        assert min(self.layers, self.heads, self.kv_heads, self.head_dim) >= 1, self.name
+        assert self.heads % self.kv_heads == 0, f"{self.name}: heads must be a multiple of kv_heads"
+        assert 0 <= self.local_layers <= self.layers and self.global_every >= 2, self.name
+        if self.global_every == 2:  # alternating local/global, local first
+            assert self.local_layers in (0, self.layers) or self.local_layers <= (self.layers + 1) // 2, \
+                f"{self.name}: local_layers"
+        else:  # every global_every-th layer global
+            assert self.local_layers in (0, self.layers, self.layers - self.layers // self.global_every), \
+                f"{self.name}: local_layers with global_every={self.global_every}"
+        assert self.sliding_window is None or self.sliding_window >= 1, f"{self.name}: sliding_window"
+        assert self.sliding_window is not None or not self.local_layers, f"{self.name}: local_layers need a sliding_window"
+        assert all(x is None or x > 0 for x in (self.max_context, self.kv_latent_dim, self.parameters,
+                                                 self.active_parameters)), f"{self.name}: max_context, kv_latent_dim, parameters"
 
     @property
     def global_layers(self) -> int:

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import choice_arg, int_arg
 from .attention import dense_attention
 from .patterns import as_torch_mask
 
@@ -47,18 +46,11 @@ class TinyConfig:
     positions: str = "learned"  # "learned" or "rotary"
     n_global: int = 0  # learnable tokens prepended to every sequence (global / sink tokens)
 
-    def __post_init__(self):
-        int_arg("vocab_size", self.vocab_size, minimum=2)
-        int_arg("n_layer", self.n_layer, minimum=1)
-        int_arg("n_head", self.n_head, minimum=1)
-        int_arg("d_model", self.d_model, minimum=1)
-        int_arg("max_len", self.max_len, minimum=1)
-        int_arg("n_global", self.n_global, minimum=0)
-        choice_arg("positions", self.positions, {"learned", "rotary"})
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
-        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
-            raise ValueError("rotary positions need an even head size d_model // n_head")
+    def __post_init__(self):  # built by the experiments from their configs and checkpoints
+        assert self.vocab_size >= 2 and min(self.n_layer, self.n_head, self.max_len) >= 1 and self.n_global >= 0, self
+        assert self.positions in ("learned", "rotary"), self.positions
+        assert self.d_model % self.n_head == 0, "d_model must be divisible by n_head"
+        assert self.positions == "learned" or (self.d_model // self.n_head) % 2 == 0, "rotary needs an even head size"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -163,8 +155,7 @@ class TinyTransformer(nn.Module):
 
     def __init__(self, cfg: TinyConfig):
         super().__init__()
-        if not isinstance(cfg, TinyConfig):
-            raise TypeError(f"cfg must be a TinyConfig, got {type(cfg).__name__}")
+        assert isinstance(cfg, TinyConfig), cfg
         self.cfg = cfg
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
@@ -209,11 +200,9 @@ class TinyTransformer(nn.Module):
 
     def _inputs(self, ids, mask):
         """Embedded input (B, g+N, d), the bool mask and the positions 0..g+N-1, after checking ids."""
-        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
-            raise TypeError("ids must be a torch.long tensor of shape (batch, n)")
+        assert ids.dtype == torch.long and ids.ndim == 2, "ids: a torch.long tensor (batch, n)"
         n = ids.shape[1] + self.cfg.n_global
-        if self.pos is not None and n > self.cfg.max_len:
-            raise ValueError(f"sequence of {n} (with prepended tokens) exceeds max_len={self.cfg.max_len}")
+        assert self.pos is None or n <= self.cfg.max_len, f"{n} positions (with prepended tokens) > max_len"
         pos = torch.arange(n)
         return self.embed(ids, pos), as_bool_mask(mask, n), pos
 
@@ -240,8 +229,7 @@ class TinyTransformer(nn.Module):
         appends the new query's attention weights over the kept entries, (B, H, len), in cache order
         (softmax(q k^T / sqrt(D)), the weights the layer's output is made of).
         """
-        if self.cfg.positions != "rotary":
-            raise ValueError("step() needs positions='rotary' (cache positions are renumbered)")
+        assert self.cfg.positions == "rotary", "step() needs positions='rotary' (cache positions are renumbered)"
         h = x[:, None, :]
         for layer, block in enumerate(self.blocks):
             h, w = block(h, None, None, weights is not None, kv=partial(cache.add, layer))
@@ -255,10 +243,8 @@ class KVCache:
     (attention sinks, StreamingLLM) plus the most recent ``size - sinks``. ``size=None`` keeps all."""
 
     def __init__(self, n_layer: int, size: int | None = None, sinks: int = 0):
-        self.size = None if size is None else int_arg("size", size, minimum=1)
-        self.sinks = int_arg("sinks", sinks, minimum=0)
-        if self.size is not None and self.sinks >= self.size:
-            raise ValueError(f"sinks ({sinks}) must be < size ({size}) so recent tokens fit")
+        assert 0 <= sinks and (size is None or sinks < size), f"sinks ({sinks}) must be < size ({size})"
+        self.size, self.sinks = size, sinks
         self.k = [None] * n_layer
         self.v = [None] * n_layer
 
@@ -277,7 +263,6 @@ class KVCache:
     def kept(self, added: int) -> list[int]:
         """Which entries (0-based, in the order they were added) the cache holds after ``added``
         additions, in cache order: the entry at list index j has position j (see ``step``)."""
-        added = int_arg("added", added, minimum=0)
         if self.size is None or added <= self.size:
             return list(range(added))
         return list(range(self.sinks)) + list(range(added - (self.size - self.sinks), added))
@@ -287,7 +272,6 @@ class KVCache:
         sinks in slots 0..sinks-1, every later entry in a ring buffer over the other slots
         (``sinks + (entry - sinks) % (size - sinks)``), overwriting the oldest recent entry. The
         slot is storage only: the entry's position is its index in ``kept`` (cache order)."""
-        entry = int_arg("entry", entry, minimum=0)
         if self.size is None or entry < self.sinks:
             return entry
         return self.sinks + (entry - self.sinks) % (self.size - self.sinks)
