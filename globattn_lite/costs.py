@@ -281,7 +281,8 @@ class ModelPreset:
     kv_latent_dim: int | None = None
 
     def __post_init__(self):  # every preset is filled by this module (PRESETS): assert, do not explain
-        assert all(isinstance(t, str) for t in (self.name, self.layer_pattern, self.source)), "name, layer_pattern, source: strings"
+        texts = (self.name, self.layer_pattern, self.source)
+        assert all(isinstance(t, str) for t in texts), "name, layer_pattern, source: strings"
         assert min(self.layers, self.heads, self.kv_heads, self.head_dim) >= 1, self.name
         assert self.heads % self.kv_heads == 0, f"{self.name}: heads must be a multiple of kv_heads"
         assert 0 <= self.local_layers <= self.layers and self.global_every >= 2, self.name
@@ -292,9 +293,9 @@ class ModelPreset:
             assert self.local_layers in (0, self.layers, self.layers - self.layers // self.global_every), \
                 f"{self.name}: local_layers with global_every={self.global_every}"
         assert self.sliding_window is None or self.sliding_window >= 1, f"{self.name}: sliding_window"
-        assert self.sliding_window is not None or not self.local_layers, f"{self.name}: local_layers need a sliding_window"
-        assert all(x is None or x > 0 for x in (self.max_context, self.kv_latent_dim, self.parameters,
-                                                 self.active_parameters)), f"{self.name}: max_context, kv_latent_dim, parameters"
+        assert self.sliding_window is not None or not self.local_layers, f"{self.name}: needs a sliding_window"
+        optional = (self.max_context, self.kv_latent_dim, self.parameters, self.active_parameters)
+        assert all(x is None or x > 0 for x in optional), f"{self.name}: max_context, kv_latent_dim, parameters"
 
     @property
     def global_layers(self) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import partial
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -47,7 +46,8 @@ class TinyConfig:
     n_global: int = 0  # learnable tokens prepended to every sequence (global / sink tokens)
 
     def __post_init__(self):  # built by the experiments from their configs and checkpoints
-        assert self.vocab_size >= 2 and min(self.n_layer, self.n_head, self.max_len) >= 1 and self.n_global >= 0, self
+        assert self.vocab_size >= 2 and self.n_global >= 0, self
+        assert min(self.n_layer, self.n_head, self.d_model, self.max_len) >= 1, self
         assert self.positions in ("learned", "rotary"), self.positions
         assert self.d_model % self.n_head == 0, "d_model must be divisible by n_head"
         assert self.positions == "learned" or (self.d_model // self.n_head) % 2 == 0, "rotary needs an even head size"
