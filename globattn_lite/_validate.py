@@ -48,13 +48,19 @@ def choice_arg(name: str, value, choices) -> str:
     return value
 
 
-def bool_mask_arg(name: str, mask, *, square: bool = True) -> np.ndarray:
-    """Return ``mask`` as a 2-D boolean numpy array (square unless told otherwise), or raise."""
-    arr = np.asarray(mask)
-    if arr.dtype != np.bool_:
-        raise TypeError(f"{name} must be a boolean array (True = may attend), got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (queries x keys), got shape {arr.shape}")
-    if square and arr.shape[0] != arr.shape[1]:
-        raise ValueError(f"{name} must be square (n x n), got shape {arr.shape}")
+def real_array(name: str, x, *, min_ndim: int = 0, float64: bool = False, finite: bool = False) -> np.ndarray:
+    """``x`` as a float numpy array, or raise naming ``name``.
+
+    Ints become float64 and floats keep their precision (all become float64 with ``float64``).
+    Booleans, complex numbers, strings and objects are refused; ``finite`` also refuses NaN and inf.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be an array of real numbers (float or int), got dtype {arr.dtype}")
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
+    if float64 or not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    if finite and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
     return arr

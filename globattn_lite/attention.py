@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from globattn_lite import patterns
-from globattn_lite._validate import bool_mask_arg, int_arg
+from globattn_lite._validate import int_arg, real_array
+from globattn_lite.softmax_tools import softmax  # re-exported: attention.softmax is softmax_tools.softmax
 
 __all__ = [
     "softmax",
@@ -32,51 +33,13 @@ __all__ = [
 # --------------------------------------------------------------------------- numpy
 
 
-def _real_array(name: str, x, *, min_ndim: int) -> np.ndarray:
-    """``x`` as a float numpy array (ints become float64), or raise naming ``name``."""
-    arr = np.asarray(x)
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must be an array of real numbers (float or int), got dtype {arr.dtype}")
-    if arr.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    return arr
-
-
-def softmax(x, axis=-1) -> np.ndarray:
-    """softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``axis``.
-
-    Subtracting the max keeps large inputs (1e4) finite. ``-inf`` means "masked": it gets
-    weight exactly 0, and a slice that is entirely ``-inf`` gives all zeros instead of NaN.
-    NaN and ``+inf`` are rejected.
-    """
-    x = _real_array("x", x, min_ndim=1)
-    axis = int_arg("axis", axis, minimum=-x.ndim, maximum=x.ndim - 1)
-    if x.shape[axis] == 0:
-        raise ValueError(f"x must have at least one entry along axis {axis}, got shape {x.shape}")
-    if np.isnan(x).any() or np.isposinf(x).any():
-        raise ValueError("x must not contain NaN or +inf (use -inf to mask an entry)")
-    top = np.max(x, axis=axis, keepdims=True)
-    top = np.where(np.isneginf(top), 0.0, top)  # an all -inf slice: exp(-inf - 0) = 0
-    e = np.exp(x - top)
-    total = e.sum(axis=axis, keepdims=True)
-    return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
-
-
 def _mask_arg(mask, shape: tuple) -> np.ndarray:
     """``mask`` (a bool array or a Pattern) as a bool array that broadcasts to ``shape`` =
     (..., n, m), the leading dimensions of q, k and v (v's may add a batch)."""
     n, m = shape[-2:]
-    if isinstance(mask, patterns.Pattern):
-        if n != m:
-            raise ValueError(f"mask is a Pattern, which needs as many queries as keys, got n={n} and m={m}")
-        mask = mask.mask(n)
-    mask = np.asarray(mask)
-    if mask.dtype != np.bool_:
-        raise TypeError(f"mask must be a boolean array (True = may attend) or a Pattern, got dtype {mask.dtype}")
+    if isinstance(mask, patterns.Pattern) and n != m:
+        raise ValueError(f"mask is a Pattern, which needs as many queries as keys, got n={n} and m={m}")
+    mask = patterns.as_mask(mask, n, name="mask", square=False)
     try:
         ok = np.broadcast_shapes(mask.shape, shape) == shape
     except ValueError:
@@ -96,12 +59,9 @@ def attention(q, k, v, mask=None):
     ``patterns.Pattern`` (then n must equal m). A fully masked query row gets zero weights and a
     zero output.
     """
-    q = _real_array("q", q, min_ndim=2)
-    k = _real_array("k", k, min_ndim=2)
-    v = _real_array("v", v, min_ndim=2)
-    for name, arr in (("q", q), ("k", k), ("v", v)):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} must contain only finite numbers")
+    q = real_array("q", q, min_ndim=2, finite=True)
+    k = real_array("k", k, min_ndim=2, finite=True)
+    v = real_array("v", v, min_ndim=2, finite=True)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"q and k must have the same last dimension d, got q {q.shape} and k {k.shape}"
@@ -139,11 +99,9 @@ def top_k_mask(scores, k, mask=None) -> np.ndarray:
     is deterministic. Unlike a positional pattern this needs every allowed score first: it saves
     the softmax and the value sum, not the scoring, and any key may be chosen later.
     """
-    s = _real_array("scores", scores, min_ndim=2)
+    s = real_array("scores", scores, min_ndim=2, finite=True)
     if s.ndim != 2 or 0 in s.shape:
         raise ValueError(f"scores must be a non-empty 2-D array (queries x keys), got shape {s.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError("scores must contain only finite numbers")
     k = int_arg("k", k, minimum=1)
     allowed = np.ones(s.shape, dtype=bool) if mask is None else np.broadcast_to(_mask_arg(mask, s.shape), s.shape)
     ranked = np.argsort(np.where(allowed, -s, np.inf), axis=-1, kind="stable")[:, :k]  # best first
@@ -155,14 +113,33 @@ def top_k_mask(scores, k, mask=None) -> np.ndarray:
 # --------------------------------------------------------------------------- patterns
 
 
-def _check_local_global_args(window, sinks, global_tokens, causal, n=None):
-    """Validate the local + global arguments (and, given the length n, their upper bounds)."""
-    window = int_arg("window", window, minimum=1)
-    sinks = int_arg("sinks", sinks, minimum=0)
-    global_tokens = int_arg("global_tokens", global_tokens, minimum=0)
+def _check_local_global_args(window, sinks, global_tokens, causal, n=None, radius=None):
+    """Validate the local + global arguments (and, given the length n, their upper bounds).
+
+    Returns (local, sinks, global_tokens, causal): local is W keys when causal, else the radius r,
+    given as ``radius=r`` or (the older spelling) ``window=r``.
+    """
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be True or False, got {causal!r}")
     causal = bool(causal)
+    if causal and radius is not None:
+        raise ValueError(
+            f"radius={radius!r} is for causal=False (a band |q - k| <= r); a causal window takes "
+            "window=W, the number of keys a query sees (itself included)"
+        )
+    if not causal and window is not None and radius is not None:
+        raise ValueError(
+            f"give the band's radius once: radius={radius!r} or window={window!r} (for causal=False "
+            "window means the same radius), not both"
+        )
+    if window is None and radius is None:
+        raise ValueError(
+            "give window=W (causal=True: W keys, the query included) or radius=r (causal=False: "
+            "the keys with |q - k| <= r)"
+        )
+    local = int_arg("window", window, minimum=1) if radius is None else int_arg("radius", radius, minimum=1)
+    sinks = int_arg("sinks", sinks, minimum=0)
+    global_tokens = int_arg("global_tokens", global_tokens, minimum=0)
     if causal and global_tokens:
         raise ValueError(
             f"global_tokens must be 0 when causal=True (got {global_tokens}): a causal token cannot "
@@ -172,21 +149,24 @@ def _check_local_global_args(window, sinks, global_tokens, causal, n=None):
         for name, value in (("sinks", sinks), ("global_tokens", global_tokens)):
             if value > n:
                 raise ValueError(f"{name} must be between 0 and the sequence length N={n}, got {value}")
-    return window, sinks, global_tokens, causal
+    return local, sinks, global_tokens, causal
 
 
-def local_global_pattern(window, sinks=0, global_tokens=0, causal=True):
+def local_global_pattern(window=None, sinks=0, global_tokens=0, causal=True, *, radius=None):
     """The Pattern that ``local_global_attention`` computes.
 
     causal=True:  ``causal() & (sliding_window(window) | sinks(sinks))``  (window W >= 1 keys,
                   the query included; sink tokens are the causal global tokens; global_tokens must be 0);
                   with no sinks just ``sliding_window(window)``, which is causal by itself
-    causal=False: ``band(window) | sinks(sinks) | global_tokens(global_tokens)``  (window is the
-                  one-sided radius r >= 1: 2r + 1 local keys)
+    causal=False: ``band(radius) | sinks(sinks) | global_tokens(global_tokens)``  (the one-sided
+                  radius r >= 1: 2r + 1 local keys; ``window=r`` is the older spelling of ``radius=r``)
 
-    Terms with a zero count are left out of the formula (they add no pair).
+    Give ``window`` or ``radius``, once. Terms with a zero count are left out of the formula
+    (they add no pair).
     """
-    window, sinks, global_tokens, causal = _check_local_global_args(window, sinks, global_tokens, causal)
+    window, sinks, global_tokens, causal = _check_local_global_args(
+        window, sinks, global_tokens, causal, radius=radius
+    )
     if causal:
         local = patterns.sliding_window(window)
         if not sinks:
@@ -231,30 +211,6 @@ def _check_qkv(q, k, v):
         )
 
 
-def _torch_mask(pattern, n: int, device):
-    """The (n, n) torch bool mask of a Pattern, a numpy bool array or a torch bool tensor."""
-    import torch
-
-    if isinstance(pattern, patterns.Pattern):
-        return torch.from_numpy(pattern.mask(n)).to(device)
-    if isinstance(pattern, torch.Tensor):
-        if pattern.dtype != torch.bool:
-            raise TypeError(
-                f"pattern must be a bool tensor (True = may attend), got dtype {pattern.dtype}"
-            )
-        mask = pattern
-    elif isinstance(pattern, np.ndarray):
-        mask = torch.from_numpy(bool_mask_arg("pattern", pattern))
-    else:
-        raise TypeError(
-            "pattern must be a Pattern, a numpy bool array or a torch bool tensor of shape (N, N), "
-            f"got {type(pattern).__name__}"
-        )
-    if tuple(mask.shape) != (n, n):
-        raise ValueError(f"pattern's mask must have shape (N, N) = {(n, n)}, got {tuple(mask.shape)}")
-    return mask.to(device)
-
-
 def dense_attention(q, k, v, pattern):
     """Reference masked attention in torch: softmax(q k^T / sqrt(D), masked) v over all N x N pairs.
 
@@ -266,7 +222,7 @@ def dense_attention(q, k, v, pattern):
     import torch.nn.functional as F
 
     _check_qkv(q, k, v)
-    mask = _torch_mask(pattern, q.shape[-2], q.device)
+    mask = patterns.as_torch_mask(pattern, q.shape[-2], q.device, name="pattern")
     has_key = mask.any(dim=-1, keepdim=True)  # (N, 1)
     if bool(has_key.all()):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -278,12 +234,14 @@ def dense_attention(q, k, v, pattern):
 BLOCK = 128  # queries per block in local_global_attention (timed in benchmarks/attention_scaling.py)
 
 
-def local_global_attention(q, k, v, window, sinks=0, global_tokens=0, causal=True):
-    """Attention over ``local_global_pattern(window, sinks, global_tokens, causal)`` in O(N) memory.
+def local_global_attention(q, k, v, window=None, sinks=0, global_tokens=0, causal=True, *, radius=None):
+    """Attention over ``local_global_pattern(window, sinks, global_tokens, causal, radius=radius)`` in O(N) memory.
+
+    ``window=W`` keys when causal; ``radius=r`` (or, the older spelling, ``window=r``) when not.
 
     The queries are cut into blocks of ``BLOCK`` rows. A block [s, e) sees
       - its local keys, one contiguous slice [lo, hi) of K and V: [s - window + 1, e) when causal,
-        [s - window, e + window) for a band (clipped to [0, N)), and
+        [s - r, e + r) for a band of radius r (clipped to [0, N)), and
       - the first P keys, which every query sees (P = sinks when causal, max(sinks, global_tokens)
         otherwise), except those already inside [lo, hi), so no key is counted twice.
     Each block is one call of scaled_dot_product_attention with a small (block x keys) mask made
@@ -299,7 +257,7 @@ def local_global_attention(q, k, v, window, sinks=0, global_tokens=0, causal=Tru
     _check_qkv(q, k, v)
     n = q.shape[-2]
     window, sinks, global_tokens, causal = _check_local_global_args(
-        window, sinks, global_tokens, causal, n=n
+        window, sinks, global_tokens, causal, n=n, radius=radius
     )
     prefix = sinks if causal else max(sinks, global_tokens)
     before, after = (window - 1, 0) if causal else (window, window)

@@ -15,10 +15,11 @@ and serving effects (shared prefixes, paged blocks) and compute (prefill FLOPs, 
 
 And one thing they buy: how far information can travel. With the residual path, after L
 layers position q has seen key k if there is a path k -> ... -> q of at most L attention
-edges (``receptive_field``); ``hops`` is the length of the shortest such path.
+edges (``receptive_field``); ``hops`` is the length of the shortest such path (exercise 3's
+``min_layers``), and ``hop_matrix`` gives it for every pair at once.
 
-Patterns are given either as a Pattern (anything with a ``.mask(n)`` method) or as an
-(n, n) boolean numpy mask with ``mask[q, k] = True`` when query q may attend to key k.
+Patterns are given either as a ``patterns.Pattern`` or as an (n, n) boolean numpy mask with
+``mask[q, k] = True`` when query q may attend to key k (``patterns.as_mask`` reads both).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._validate import bool_mask_arg, choice_arg, float_arg, int_arg
+from ._validate import choice_arg, float_arg, int_arg
+from .patterns import Pattern, as_mask
 
 __all__ = [
     "PRECISIONS",
@@ -50,6 +52,7 @@ __all__ = [
     "ModelPreset",
     "PRESETS",
     "receptive_field",
+    "hop_matrix",
     "hops",
     "pairs_scored",
 ]
@@ -277,37 +280,22 @@ class ModelPreset:
     active_parameters: float | None = None
     kv_latent_dim: int | None = None
 
-    def __post_init__(self):
-        for field in ("name", "layer_pattern", "source"):
-            if not isinstance(getattr(self, field), str):
-                raise TypeError(f"{field} must be a string, got {getattr(self, field)!r}")
-        for field in ("layers", "heads", "kv_heads", "head_dim"):
-            int_arg(field, getattr(self, field), minimum=1)
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
-        int_arg("local_layers", self.local_layers, minimum=0, maximum=self.layers)
-        every = int_arg("global_every", self.global_every, minimum=2)
-        if every == 2:
-            if self.layers > self.local_layers > (self.layers + 1) // 2:
-                raise ValueError(
-                    f"local_layers must be 0, all {self.layers} layers, or at most {(self.layers + 1) // 2} "
-                    f"(alternating local/global, local first), got {self.local_layers}"
-                )
-        elif self.local_layers not in (0, self.layers, self.layers - self.layers // every):
-            raise ValueError(
-                f"with global_every={every}, local_layers must be 0, {self.layers} or "
-                f"{self.layers - self.layers // every} (every {every}th layer global), got {self.local_layers}"
-            )
-        if self.sliding_window is not None:
-            int_arg("sliding_window", self.sliding_window, minimum=1)
-        elif self.local_layers:
-            raise ValueError("local_layers > 0 needs a sliding_window")
-        for field in ("max_context", "kv_latent_dim"):
-            if getattr(self, field) is not None:
-                int_arg(field, getattr(self, field), minimum=1)
-        for field in ("parameters", "active_parameters"):
-            if getattr(self, field) is not None:
-                float_arg(field, getattr(self, field), strictly_positive=True)
+    def __post_init__(self):  # every preset is filled by this module (PRESETS): assert, do not explain
+        texts = (self.name, self.layer_pattern, self.source)
+        assert all(isinstance(t, str) for t in texts), "name, layer_pattern, source: strings"
+        assert min(self.layers, self.heads, self.kv_heads, self.head_dim) >= 1, self.name
+        assert self.heads % self.kv_heads == 0, f"{self.name}: heads must be a multiple of kv_heads"
+        assert 0 <= self.local_layers <= self.layers and self.global_every >= 2, self.name
+        if self.global_every == 2:  # alternating local/global, local first
+            assert self.local_layers in (0, self.layers) or self.local_layers <= (self.layers + 1) // 2, \
+                f"{self.name}: local_layers"
+        else:  # every global_every-th layer global
+            assert self.local_layers in (0, self.layers, self.layers - self.layers // self.global_every), \
+                f"{self.name}: local_layers with global_every={self.global_every}"
+        assert self.sliding_window is None or self.sliding_window >= 1, f"{self.name}: sliding_window"
+        assert self.sliding_window is not None or not self.local_layers, f"{self.name}: needs a sliding_window"
+        optional = (self.max_context, self.kv_latent_dim, self.parameters, self.active_parameters)
+        assert all(x is None or x > 0 for x in optional), f"{self.name}: max_context, kv_latent_dim, parameters"
 
     @property
     def global_layers(self) -> int:
@@ -757,23 +745,6 @@ class Hardware:
 # --- receptive field and hops ---------------------------------------------------------
 
 
-def _mask_of(pattern, n: int) -> np.ndarray:
-    """The (n, n) boolean mask of a Pattern (anything with ``.mask(n)``) or of a given mask."""
-    if callable(getattr(pattern, "mask", None)):
-        mask = pattern.mask(n)
-    elif isinstance(pattern, (np.ndarray, list, tuple)) or hasattr(pattern, "__array__"):
-        mask = pattern
-    else:
-        raise TypeError(
-            f"pattern must be a Pattern (with a .mask(n) method) or an (n, n) boolean mask, "
-            f"got {type(pattern).__name__}"
-        )
-    mask = bool_mask_arg("pattern", mask)
-    if mask.shape != (n, n):
-        raise ValueError(f"pattern mask must have shape (n, n) = ({n}, {n}), got {mask.shape}")
-    return mask
-
-
 def _bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Boolean matrix product ``any_j a[q, j] and b[j, k]`` via float32 BLAS (exact: counts <= n < 2**24)."""
     return (a.astype(np.float32) @ b.astype(np.float32)) > 0
@@ -791,7 +762,7 @@ def receptive_field(pattern, n, layers) -> np.ndarray:
     """
     n = int_arg("n", n, minimum=1)
     layers = int_arg("layers", layers, minimum=0)
-    step = _mask_of(pattern, n) | np.eye(n, dtype=bool)
+    step = as_mask(pattern, n, name="pattern") | np.eye(n, dtype=bool)
     reach = np.eye(n, dtype=bool)
     remaining = min(layers, n - 1)  # every shortest path has at most n - 1 edges
     while remaining:
@@ -806,15 +777,16 @@ def receptive_field(pattern, n, layers) -> np.ndarray:
 def hops(pattern, n, src, dst):
     """Fewest layers after which information at position ``src`` has reached position ``dst``.
 
-    0 if ``src == dst``; None if it never can (e.g. a causal mask from a later position to an
-    earlier one). Breadth-first search along attention edges key -> query (``mask[q, k]``
-    carries k's information to q), one vectorised step per layer, at most n - 1 steps.
-    Equals the smallest L with ``receptive_field(pattern, n, L)[dst, src]``.
+    The quantity exercise set 3 calls ``min_layers(mask, src, dst)``. 0 if ``src == dst``; None if
+    it never can (e.g. a causal mask from a later position to an earlier one). Breadth-first
+    search along attention edges key -> query (``mask[q, k]`` carries k's information to q), one
+    vectorised step per layer, at most n - 1 steps. Equals the smallest L with
+    ``receptive_field(pattern, n, L)[dst, src]``, and ``hop_matrix(pattern, n, L)[dst, src]``.
     """
     n = int_arg("n", n, minimum=1)
     src = int_arg("src", src, minimum=0, maximum=n - 1)
     dst = int_arg("dst", dst, minimum=0, maximum=n - 1)
-    flows_to = _mask_of(pattern, n).T  # flows_to[k, q]: q attends to k
+    flows_to = as_mask(pattern, n, name="pattern").T  # flows_to[k, q]: q attends to k
     if src == dst:
         return 0
     reached = np.zeros(n, dtype=bool)
@@ -831,6 +803,29 @@ def hops(pattern, n, src, dst):
     return None
 
 
+def hop_matrix(pattern, n, layers) -> np.ndarray:
+    """``H[q, k] = hops(pattern, n, k, q)`` for every pair, or -1 when k has not reached q within ``layers``.
+
+    The first layer at which information at key k arrives at query q: ``H[q, k] = L`` for the
+    smallest L with ``receptive_field(pattern, n, L)[q, k]`` (0 on the diagonal), computed for
+    all pairs by stepping ``R_L = A R_(L-1)`` with ``A = mask | I`` (stops early once nothing
+    new arrives). Returns an int64 array (n, n).
+    """
+    n = int_arg("n", n, minimum=1)
+    layers = int_arg("layers", layers, minimum=0)
+    step = as_mask(pattern, n, name="pattern") | np.eye(n, dtype=bool)
+    first = np.full((n, n), -1, dtype=np.int64)
+    reach = np.eye(n, dtype=bool)
+    first[reach] = 0
+    for layer in range(1, layers + 1):
+        new = _bool_matmul(step, reach)
+        if (new == reach).all():
+            break  # nothing new can arrive any more
+        first[new & ~reach] = layer
+        reach = new
+    return first
+
+
 def pairs_scored(pattern, n, layers=1, heads=1) -> int:
     """Prefill compute as (query, key) pairs scored: ``mask(n).sum() * layers * heads``.
 
@@ -840,8 +835,8 @@ def pairs_scored(pattern, n, layers=1, heads=1) -> int:
     n = int_arg("n", n, minimum=1)
     layers = int_arg("layers", layers, minimum=1)
     heads = int_arg("heads", heads, minimum=1)
-    if callable(getattr(pattern, "num_pairs", None)) and callable(getattr(pattern, "mask", None)):
-        per_head = int_arg("pattern.num_pairs(n)", pattern.num_pairs(n), minimum=0)
+    if isinstance(pattern, Pattern):
+        per_head = pattern.num_pairs(n)
     else:
-        per_head = int(_mask_of(pattern, n).sum())
+        per_head = int(as_mask(pattern, n, name="pattern").sum())
     return per_head * layers * heads

@@ -50,6 +50,8 @@ __all__ = [
     "from_index_sets",
     "from_lookback",
     "from_longformer_window",
+    "as_mask",
+    "as_torch_mask",
 ]
 
 # Printing precedence, as in Python: a call binds tightest, then ~, then &, then |.
@@ -506,3 +508,68 @@ def from_longformer_window(attention_window) -> Pattern:
             f"attention_window must be even (HF Longformer splits it in half each side), got {a}"
         )
     return band(a // 2)
+
+
+# ----- Pattern or boolean mask -> mask (the one conversion the whole package uses) ----------
+
+
+def _mask_shape(name: str, shape: tuple, n) -> int:
+    """Check that a mask of ``shape`` is n x n (n >= 1; n=None: any size) and return n."""
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (queries x keys), got shape {shape}")
+    if shape[0] != shape[1]:
+        raise ValueError(f"{name} must be square (n x n), got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row and column, got shape {shape}")
+    if n is not None and int_arg("n", n, minimum=1) != shape[0]:
+        raise ValueError(
+            f"{name} must have shape (N, N) = ({n}, {n}), got {shape} "
+            f"(the length n must match the mask's size {shape[0]})"
+        )
+    return shape[0]
+
+
+def as_mask(pattern_or_mask, n=None, *, name="pattern_or_mask", square=True) -> np.ndarray:
+    """The numpy bool mask ``mask[q, k]`` (True: query q may attend to key k) of a Pattern or array.
+
+    A :class:`Pattern` gives ``pattern.mask(n)`` (n required). Anything else must be a boolean
+    array (or nested lists of bools); it is returned as a numpy array, not copied. With
+    ``square`` (the default) it must be n x n, non-empty, and match ``n`` if n is given; with
+    ``square=False`` any shape passes (the caller checks it, e.g. against the scores' shape).
+    ``name`` is the argument's name in the error messages.
+    """
+    if isinstance(pattern_or_mask, Pattern):
+        if n is None:
+            raise ValueError(f"n (the sequence length, >= 1) is required when {name} is a Pattern")
+        return pattern_or_mask.mask(n)
+    arr = np.asarray(pattern_or_mask)
+    if isinstance(pattern_or_mask, (str, bytes)) or arr.dtype.kind in "OUSV":
+        raise TypeError(
+            f"{name} must be a Pattern (from globattn_lite.patterns) or a boolean (n, n) array "
+            f"(True = may attend), got {type(pattern_or_mask).__name__}"
+        )
+    if arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be a boolean array (True = may attend) or a Pattern, got dtype {arr.dtype}")
+    if square:
+        _mask_shape(name, arr.shape, n)
+    return arr
+
+
+def as_torch_mask(pattern_or_mask, n=None, device=None, *, name="pattern_or_mask"):
+    """:func:`as_mask` for torch: the (n, n) ``torch.bool`` mask of a Pattern, array or bool tensor.
+
+    A torch tensor is checked the same way (bool dtype, n x n) and not copied; anything else goes
+    through :func:`as_mask`. ``device``: where the mask should live (None: leave it where it is).
+    """
+    import torch
+
+    if isinstance(pattern_or_mask, torch.Tensor):
+        if pattern_or_mask.dtype != torch.bool:
+            raise TypeError(
+                f"{name} must be a bool tensor (True = may attend), got dtype {pattern_or_mask.dtype}"
+            )
+        _mask_shape(name, tuple(pattern_or_mask.shape), n)
+        mask = pattern_or_mask
+    else:
+        mask = torch.from_numpy(as_mask(pattern_or_mask, n, name=name))
+    return mask if device is None else mask.to(device)

@@ -32,8 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from globattn_lite import attention, costs, patterns, softmax_tools
-from globattn_lite._validate import bool_mask_arg, choice_arg, float_arg, int_arg
+from globattn_lite import costs, patterns, softmax_tools
+from globattn_lite._validate import choice_arg, float_arg, int_arg, real_array
 
 __all__ = [
     "CourseFigure",
@@ -182,20 +182,7 @@ def _name(pattern_or_mask):
 
 def _mask_arg(pattern_or_mask, n):
     """(mask, n) from a Pattern and its length, or from an (n, n) bool array (n optional)."""
-    if isinstance(pattern_or_mask, patterns.Pattern):
-        if n is None:
-            raise ValueError("n (the sequence length, >= 1) is required when plotting a Pattern")
-        return pattern_or_mask.mask(int_arg("n", n, minimum=1)), int(n)
-    if not isinstance(pattern_or_mask, (np.ndarray, Sequence)) or isinstance(pattern_or_mask, str):
-        raise TypeError(
-            "pattern_or_mask must be a Pattern (from globattn_lite.patterns) or an (n, n) boolean "
-            f"array, got {type(pattern_or_mask).__name__}"
-        )
-    mask = bool_mask_arg("pattern_or_mask", pattern_or_mask)
-    if mask.shape[0] < 1:
-        raise ValueError("pattern_or_mask must have at least one row and column, got shape (0, 0)")
-    if n is not None and int_arg("n", n, minimum=1) != mask.shape[0]:
-        raise ValueError(f"n must match the mask's size {mask.shape[0]} (or be None), got {n}")
+    mask = patterns.as_mask(pattern_or_mask, n)
     return mask, mask.shape[0]
 
 
@@ -291,14 +278,9 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
 
 def _finite_array(name, x, ndim, what):
     """``x`` as a finite float64 array with ``ndim`` axes and no empty axis, or raise naming ``name``."""
-    arr = np.asarray(x)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = real_array(name, x, float64=True, finite=True)
     if arr.ndim != ndim or 0 in arr.shape:
         raise ValueError(f"{name} must be {ndim}-D ({what}) and non-empty, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
     return arr
 
 
@@ -376,7 +358,7 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
     when ``ax`` is given). ``title``: first title line(s), e.g. the model, layer and head.
     """
     w = _finite_array("weights", weights, 2, "queries x keys")
-    mask = bool_mask_arg("mask", mask)
+    mask = patterns.as_mask(mask, name="mask")
     if mask.shape != w.shape or w.shape[0] != w.shape[1]:
         raise ValueError(f"weights and mask must both be square and of one shape, got {w.shape} and {mask.shape}")
     if (w < 0).any():
@@ -445,7 +427,7 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
     """
     s = _finite_array("scores", scores, 1, "one query's scores over its keys")
     n = s.size
-    plain = attention.softmax(s)
+    plain = softmax_tools.softmax(s)
     H_plain = softmax_tools.entropy(plain)
     series = [("softmax", plain, f"H = {H_plain:.3f} nats")]
     notes = []
@@ -503,27 +485,6 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
 # --------------------------------------------------------------------------- receptive field
 
 
-def _first_layers(pattern, n, layers):
-    """first[q, k] = the first layer (0..layers) after which information at key k has reached
-    query q, or -1 if it has not by then. Layer 0 is the identity (q = k); one layer lets q read
-    every key it attends to plus itself (the residual path): reach_L = step @ reach_(L-1) with
-    step = ``costs.receptive_field(pattern, n, 1)``.
-    """
-    n = int_arg("n", n, minimum=1)
-    layers = int_arg("layers", layers, minimum=0)
-    step = costs.receptive_field(pattern, n, 1).astype(np.float32)
-    first = np.full((n, n), -1, dtype=np.int64)
-    reach = np.eye(n, dtype=bool)
-    first[reach] = 0
-    for layer in range(1, layers + 1):
-        new = (step @ reach.astype(np.float32)) > 0  # exact: counts <= n < 2**24
-        first[new & ~reach] = layer
-        if (new == reach).all():
-            break  # nothing new can arrive any more
-        reach = new
-    return first
-
-
 def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
     """Heatmap of the first layer at which each key k reaches each query q through stacked layers.
 
@@ -539,7 +500,7 @@ def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
         _, n = _mask_arg(pattern, n)
     layers = int_arg("layers", layers, minimum=1)
     query = n - 1 if query is None else _query_arg(query, n)
-    first = _first_layers(pattern, n, layers)
+    first = costs.hop_matrix(pattern, n, layers)
     fig, ax, own = _figure_and_axes(ax)
     cmap = ListedColormap(_viridis_colours(layers + 1)).with_extremes(bad=STYLE["missing"])
     im = ax.imshow(np.ma.masked_less(first, 0), cmap=cmap, vmin=-0.5, vmax=layers + 0.5,

@@ -1,5 +1,7 @@
 """What a softmax does to one query's attention scores: sinks, entropy and eviction.
 
+:func:`softmax` itself lives here (``attention.softmax`` is the same function, re-exported).
+
 Every function works on the LAST axis of ``scores``: a 1-D array is one query's scores
 over its keys; a batched array (..., n) is many queries (or heads) at once. Scores may
 contain ``-inf`` (a masked key, weight exactly 0) but not NaN or ``+inf``. All sums of
@@ -46,10 +48,10 @@ import numbers
 
 import numpy as np
 
-from . import attention
-from ._validate import int_arg
+from ._validate import int_arg, real_array
 
 __all__ = [
+    "softmax",
     "softmax_with_sink",
     "sink_weight",
     "sink_distribution",
@@ -66,19 +68,29 @@ __all__ = [
 SUM_TOLERANCE = 1e-5
 
 
-def _real_arg(name: str, x) -> np.ndarray:
-    """``x`` as a float64 array, or a TypeError if it does not hold real numbers."""
-    arr = np.asarray(x)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
-    return arr.astype(np.float64)
+def softmax(x, axis=-1) -> np.ndarray:
+    """softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``axis``.
+
+    Subtracting the max keeps large inputs (1e4) finite. ``-inf`` means "masked": it gets
+    weight exactly 0, and a slice that is entirely ``-inf`` gives all zeros instead of NaN.
+    NaN and ``+inf`` are rejected. Ints become float64; floats keep their precision.
+    """
+    x = real_array("x", x, min_ndim=1)
+    axis = int_arg("axis", axis, minimum=-x.ndim, maximum=x.ndim - 1)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x must have at least one entry along axis {axis}, got shape {x.shape}")
+    if np.isnan(x).any() or np.isposinf(x).any():
+        raise ValueError("x must not contain NaN or +inf (use -inf to mask an entry)")
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isneginf(top), 0.0, top)  # an all -inf slice: exp(-inf - 0) = 0
+    e = np.exp(x - top)
+    total = e.sum(axis=axis, keepdims=True)
+    return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
 
 
 def _scores_arg(name: str, scores) -> np.ndarray:
     """``scores`` as a float64 array with at least one axis and one key; -inf allowed."""
-    arr = _real_arg(name, scores)
-    if arr.ndim == 0:
-        raise ValueError(f"{name} must have at least one axis (the keys), got a scalar")
+    arr = real_array(name, scores, min_ndim=1, float64=True)
     if arr.shape[-1] == 0:
         raise ValueError(f"{name} must have at least one key along the last axis, got shape {arr.shape}")
     if np.isnan(arr).any() or np.isposinf(arr).any():
@@ -97,7 +109,7 @@ def _sink_arg(sink_logit, batch_shape: tuple) -> np.ndarray:
     if isinstance(sink_logit, numbers.Real):
         sink = np.asarray(float(sink_logit))
     else:
-        sink = _real_arg("sink_logit", sink_logit)
+        sink = real_array("sink_logit", sink_logit, float64=True)
     if not np.isfinite(sink).all():
         raise ValueError("sink_logit must be finite")
     try:
@@ -173,12 +185,8 @@ def entropy(weights, axis=-1):
     distribution over n keys gives ln n; all mass on one key gives 0. Returns a float for 1-D
     input, an array otherwise.
     """
-    arr = _real_arg("weights", weights)
-    if arr.ndim == 0:
-        raise ValueError("weights must have at least one axis, got a scalar")
+    arr = real_array("weights", weights, min_ndim=1, float64=True, finite=True)
     axis = int_arg("axis", axis, minimum=-arr.ndim, maximum=arr.ndim - 1)
-    if not np.isfinite(arr).all():
-        raise ValueError("weights must be finite (no NaN or inf)")
     if (arr < 0).any():
         raise ValueError(f"weights must be non-negative, got a minimum of {arr.min()}")
     total = arr.sum(axis=axis)
@@ -210,7 +218,7 @@ def window_weights(scores, window, sink_logit=None) -> np.ndarray:
         raise ValueError(f"scores must be 1-D (one score per key of the stream), got shape {s.shape}")
     window = int_arg("window", window, minimum=1, maximum=s.size)
     rows = np.lib.stride_tricks.sliding_window_view(s, window)
-    return attention.softmax(rows) if sink_logit is None else softmax_with_sink(rows, sink_logit)
+    return softmax(rows) if sink_logit is None else softmax_with_sink(rows, sink_logit)
 
 
 def slide_weight_change(scores, window, sink_logit=None) -> np.ndarray:
@@ -241,14 +249,12 @@ def window_outputs(scores, values, window, sink_logit=None) -> np.ndarray:
     sink's share at that position: a gate, "attend to nothing" when s_t is near 1.
     Returns an array of shape ``(T - window + 1, d)``.
     """
-    v = _real_arg("values", values)
+    v = real_array("values", values, float64=True, finite=True)
     s = _scores_arg("scores", scores)
     if v.ndim != 2 or s.ndim != 1 or v.shape[0] != s.size:
         raise ValueError(
             f"values must have shape (T, d) with one row per score, got values {v.shape} for scores {s.shape}"
         )
-    if not np.isfinite(v).all():
-        raise ValueError("values must be finite (no NaN or inf)")
     w = window_weights(s, window, sink_logit)
     rows = np.lib.stride_tricks.sliding_window_view(v, w.shape[1], axis=0)  # (T - W + 1, d, W)
     return np.einsum("tw,tdw->td", w, rows)

@@ -5,6 +5,8 @@
 3. :class:`ManyFacts`          -- k single-token facts spread over a long input, one of their keys asked at the end.
 
 Every sampler takes a ``seed`` and returns numpy int64 arrays; the same seed gives the same batch.
+:class:`LongRangeRetrieval` is built in the lessons, so it checks its arguments with clear messages;
+the other two are built by the experiments from their configs and only assert.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import float_arg, int_arg
+from ._validate import int_arg
 
 
 def _rng(seed) -> np.random.Generator:
@@ -96,9 +98,8 @@ class MarkovSource:
     """
 
     def __init__(self, vocab_size: int = 16, alpha: float = 0.1, seed: int = 0):
-        self.vocab_size = int_arg("vocab_size", vocab_size, minimum=2)
-        self.alpha = float_arg("alpha", alpha, strictly_positive=True)
-        self.seed = int_arg("seed", seed, minimum=0)
+        assert vocab_size >= 2 and alpha > 0 and seed >= 0, (vocab_size, alpha, seed)  # filled by the package
+        self.vocab_size, self.alpha, self.seed = int(vocab_size), float(alpha), int(seed)
         rng = np.random.default_rng(seed)
         V = self.vocab_size
         table = rng.dirichlet(np.full(V, self.alpha), size=(V, V))
@@ -123,8 +124,7 @@ class MarkovSource:
 
     def sample(self, batch: int, length: int, seed: int) -> np.ndarray:
         """``batch`` independent streams of ``length`` tokens, started from the stationary pair distribution."""
-        batch = int_arg("batch", batch, minimum=1)
-        length = int_arg("length", length, minimum=2)
+        assert batch >= 1 and length >= 2, (batch, length)
         rng = _rng(seed)
         V = self.vocab_size
         start = rng.choice(V * V, size=batch, p=self.stationary().ravel())
@@ -159,17 +159,13 @@ class ManyFacts(_FactVocabulary):
     n_filler: int = 16
     margin: int = 32
 
-    def __post_init__(self):
-        int_arg("n_keys", self.n_keys, minimum=1)
-        int_arg("n_values", self.n_values, minimum=2)
-        int_arg("n_filler", self.n_filler, minimum=1)
-        int_arg("margin", self.margin, minimum=0)
-        int_arg("n", self.n, minimum=self.margin + 2)
+    def __post_init__(self):  # built by the experiments from their configs
+        assert self.n_keys >= 1 and self.n_values >= 2 and self.n_filler >= 1, self
+        assert 0 <= self.margin <= self.n - 2, self
 
     def sample(self, batch: int, k: int, seed: int):
         """Return ``(ids (batch, n), answers (batch,))`` with ``k`` facts per sequence; answers are values."""
-        batch = int_arg("batch", batch, minimum=1)
-        k = int_arg("k", k, minimum=1, maximum=min(self.n_keys, self.n - 1 - self.margin))
+        assert batch >= 1 and 1 <= k <= min(self.n_keys, self.n - 1 - self.margin), (batch, k, self)
         rng = _rng(seed)
         fact_vocab = self.fact_vocab
         ids = rng.integers(fact_vocab + self.n_keys, self.vocab_size, size=(batch, self.n))

@@ -23,14 +23,14 @@ positions ``0..len(cache)-1`` (StreamingLLM's "positions within the cache"); see
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import choice_arg, int_arg
 from .attention import dense_attention
+from .patterns import as_torch_mask
 
 
 @dataclass
@@ -45,18 +45,12 @@ class TinyConfig:
     positions: str = "learned"  # "learned" or "rotary"
     n_global: int = 0  # learnable tokens prepended to every sequence (global / sink tokens)
 
-    def __post_init__(self):
-        int_arg("vocab_size", self.vocab_size, minimum=2)
-        int_arg("n_layer", self.n_layer, minimum=1)
-        int_arg("n_head", self.n_head, minimum=1)
-        int_arg("d_model", self.d_model, minimum=1)
-        int_arg("max_len", self.max_len, minimum=1)
-        int_arg("n_global", self.n_global, minimum=0)
-        choice_arg("positions", self.positions, {"learned", "rotary"})
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
-        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
-            raise ValueError("rotary positions need an even head size d_model // n_head")
+    def __post_init__(self):  # built by the experiments from their configs and checkpoints
+        assert self.vocab_size >= 2 and self.n_global >= 0, self
+        assert min(self.n_layer, self.n_head, self.d_model, self.max_len) >= 1, self
+        assert self.positions in ("learned", "rotary"), self.positions
+        assert self.d_model % self.n_head == 0, "d_model must be divisible by n_head"
+        assert self.positions == "learned" or (self.d_model // self.n_head) % 2 == 0, "rotary needs an even head size"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,18 +71,9 @@ def rotate(x: torch.Tensor, pos: torch.Tensor, base: float = 10000.0) -> torch.T
 
 
 def as_bool_mask(mask, n: int) -> torch.Tensor:
-    """A Pattern (has ``.mask(n)``), numpy bool array or torch bool tensor -> torch bool (n, n)."""
-    if hasattr(mask, "mask") and callable(mask.mask):
-        mask = mask.mask(n)
-    if isinstance(mask, np.ndarray):
-        mask = torch.from_numpy(mask)
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        raise TypeError(
-            "mask must be a patterns.Pattern or a boolean (n, n) array/tensor (True = may attend), "
-            f"got {type(mask).__name__}"
-        )
-    if tuple(mask.shape) != (n, n):
-        raise ValueError(f"mask must have shape ({n}, {n}) (prepended tokens included), got {tuple(mask.shape)}")
+    """``patterns.as_torch_mask(mask, n)``, the torch bool (n, n) mask of a Pattern, bool array or
+    bool tensor, that also refuses a query row with no visible key (its softmax would be NaN)."""
+    mask = as_torch_mask(mask, n, name="mask")
     if not bool(mask.any(dim=1).all()):
         raise ValueError("mask has a query row with no visible key; every row needs at least one True")
     return mask
@@ -107,17 +92,40 @@ class SelfAttention(nn.Module):
         return self.qkv(x).view(B, N, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
 
     def attend(self, q, k, v, mask, need_weights):
-        """softmax(q k^T / sqrt(D), masked) v; also returns the weights (B, H, Nq, Nk) if asked."""
-        if not need_weights:
-            return dense_attention(q, k, v, mask), None  # the package's reference (SDPA with the mask)
-        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        return weights @ v, weights
+        """y = softmax(q k^T / sqrt(D), masked) v for Nq queries over Nk keys; also the weights
+        (B, H, Nq, Nk) if asked, computed beside y (y is the same either way).
 
-    def forward(self, x, mask, pos, need_weights=False):
+        mask: bool (Nq, Nk), or None when every key is visible (the entries a KV cache keeps). A
+        square mask goes through the package's ``dense_attention``; fewer queries than keys (the
+        newest query of a cache, ``last_logits``) is the same SDPA call on those rows.
+        """
+        if mask is not None and q.shape[-2] == k.shape[-2]:
+            y = dense_attention(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if not need_weights:
+            return y, None
+        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return y, scores.softmax(dim=-1)
+
+    def forward(self, x, mask, pos, need_weights=False, kv=None, last=False):
+        """Attention of the positions in x (B, N, d) at positions ``pos``.
+
+        ``kv``: for cached decoding, a function (k, v) -> (k, v) that stores the new keys and values
+        (before rotation) and returns the ones to attend over (``KVCache.add``); they get positions
+        0..m-1 and the queries the last N of them. ``last``: only the last position queries
+        (its output row alone, ``mask[-1:]``).
+        """
         q, k, v = self.split(x)
+        if kv is not None:
+            k, v = kv(k, v)
+            pos = torch.arange(k.shape[2])  # positions within the cache
+        if last:
+            q, mask = q[:, :, -1:], mask[-1:]
         if self.rotary:
-            q, k = rotate(q, pos), rotate(k, pos)
+            q, k = rotate(q, pos[-q.shape[2] :]), rotate(k, pos)
         y, w = self.attend(q, k, v, mask, need_weights)
         B, H, N, Dh = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, N, H * Dh)), w
@@ -134,9 +142,11 @@ class Block(nn.Module):
             nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(), nn.Linear(4 * cfg.d_model, cfg.d_model)
         )
 
-    def forward(self, x, mask, pos, need_weights=False):
-        a, w = self.attn(self.ln1(x), mask, pos, need_weights)
-        x = x + a
+    def forward(self, x, mask, pos, need_weights=False, kv=None, last=False):
+        """x + Attn(LN(x)), then + MLP(LN(.)); ``kv`` and ``last`` as in :meth:`SelfAttention.forward`
+        (with ``last`` only the last row of x goes on)."""
+        a, w = self.attn(self.ln1(x), mask, pos, need_weights, kv, last)
+        x = (x[:, -1:] if last else x) + a
         return x + self.mlp(self.ln2(x)), w
 
 
@@ -145,8 +155,7 @@ class TinyTransformer(nn.Module):
 
     def __init__(self, cfg: TinyConfig):
         super().__init__()
-        if not isinstance(cfg, TinyConfig):
-            raise TypeError(f"cfg must be a TinyConfig, got {type(cfg).__name__}")
+        assert isinstance(cfg, TinyConfig), cfg
         self.cfg = cfg
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
@@ -191,11 +200,9 @@ class TinyTransformer(nn.Module):
 
     def _inputs(self, ids, mask):
         """Embedded input (B, g+N, d), the bool mask and the positions 0..g+N-1, after checking ids."""
-        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
-            raise TypeError("ids must be a torch.long tensor of shape (batch, n)")
+        assert ids.dtype == torch.long and ids.ndim == 2, "ids: a torch.long tensor (batch, n)"
         n = ids.shape[1] + self.cfg.n_global
-        if self.pos is not None and n > self.cfg.max_len:
-            raise ValueError(f"sequence of {n} (with prepended tokens) exceeds max_len={self.cfg.max_len}")
+        assert self.pos is None or n <= self.cfg.max_len, f"{n} positions (with prepended tokens) > max_len"
         pos = torch.arange(n)
         return self.embed(ids, pos), as_bool_mask(mask, n), pos
 
@@ -206,14 +213,7 @@ class TinyTransformer(nn.Module):
         x, mask, pos = self._inputs(ids, mask)
         for block in self.blocks[:-1]:
             x, _ = block(x, mask, pos)
-        last = self.blocks[-1]
-        q, k, v = last.attn.split(last.ln1(x))
-        if last.attn.rotary:
-            q, k = rotate(q, pos), rotate(k, pos)
-        y = F.scaled_dot_product_attention(q[:, :, -1:], k, v, attn_mask=mask[-1:])  # (B, H, 1, Dh)
-        B, H, _, Dh = y.shape
-        h = x[:, -1:] + last.attn.proj(y.transpose(1, 2).reshape(B, 1, H * Dh))
-        h = h + last.mlp(last.ln2(h))
+        h, _ = self.blocks[-1](x, mask, pos, last=True)
         return self.head(self.ln_f(h))[:, 0]
 
     # ---- streaming with a KV cache (rotary positions renumbered inside the cache) ----
@@ -229,21 +229,12 @@ class TinyTransformer(nn.Module):
         appends the new query's attention weights over the kept entries, (B, H, len), in cache order
         (softmax(q k^T / sqrt(D)), the weights the layer's output is made of).
         """
-        if self.cfg.positions != "rotary":
-            raise ValueError("step() needs positions='rotary' (cache positions are renumbered)")
+        assert self.cfg.positions == "rotary", "step() needs positions='rotary' (cache positions are renumbered)"
         h = x[:, None, :]
         for layer, block in enumerate(self.blocks):
-            q, k, v = block.attn.split(block.ln1(h))
-            k_all, v_all = cache.add(layer, k, v)
-            m = k_all.shape[2]
-            q = rotate(q, torch.tensor([m - 1]))
-            k_all = rotate(k_all, torch.arange(m))
-            y = F.scaled_dot_product_attention(q, k_all, v_all)
+            h, w = block(h, None, None, weights is not None, kv=partial(cache.add, layer))
             if weights is not None:
-                weights.append(((q @ k_all.transpose(-1, -2)) / q.shape[-1] ** 0.5).softmax(-1)[:, :, 0])
-            B, H, _, Dh = y.shape
-            h = h + block.attn.proj(y.transpose(1, 2).reshape(B, 1, H * Dh))
-            h = h + block.mlp(block.ln2(h))
+                weights.append(w[:, :, 0])
         return self.head(self.ln_f(h))[:, 0]
 
 
@@ -252,10 +243,8 @@ class KVCache:
     (attention sinks, StreamingLLM) plus the most recent ``size - sinks``. ``size=None`` keeps all."""
 
     def __init__(self, n_layer: int, size: int | None = None, sinks: int = 0):
-        self.size = None if size is None else int_arg("size", size, minimum=1)
-        self.sinks = int_arg("sinks", sinks, minimum=0)
-        if self.size is not None and self.sinks >= self.size:
-            raise ValueError(f"sinks ({sinks}) must be < size ({size}) so recent tokens fit")
+        assert 0 <= sinks and (size is None or sinks < size), f"sinks ({sinks}) must be < size ({size})"
+        self.size, self.sinks = size, sinks
         self.k = [None] * n_layer
         self.v = [None] * n_layer
 
@@ -274,7 +263,6 @@ class KVCache:
     def kept(self, added: int) -> list[int]:
         """Which entries (0-based, in the order they were added) the cache holds after ``added``
         additions, in cache order: the entry at list index j has position j (see ``step``)."""
-        added = int_arg("added", added, minimum=0)
         if self.size is None or added <= self.size:
             return list(range(added))
         return list(range(self.sinks)) + list(range(added - (self.size - self.sinks), added))
@@ -284,7 +272,6 @@ class KVCache:
         sinks in slots 0..sinks-1, every later entry in a ring buffer over the other slots
         (``sinks + (entry - sinks) % (size - sinks)``), overwriting the oldest recent entry. The
         slot is storage only: the entry's position is its index in ``kept`` (cache order)."""
-        entry = int_arg("entry", entry, minimum=0)
         if self.size is None or entry < self.sinks:
             return entry
         return self.sinks + (entry - self.sinks) % (self.size - self.sinks)

@@ -178,7 +178,7 @@ def test_mask_may_carry_the_batch_dimension_that_only_v_has():
 
 def test_attention_rejects_non_finite_and_non_numeric():
     ok = np.ones((2, 2))
-    with pytest.raises(ValueError, match="k must contain only finite"):
+    with pytest.raises(ValueError, match="k must be finite"):
         attention(ok, np.array([[1.0, np.nan], [0, 0]]), ok)
     with pytest.raises(TypeError, match="v must be an array of real numbers"):
         attention(ok, ok, np.ones((2, 2), dtype=bool))
@@ -279,6 +279,38 @@ def test_local_global_pattern_rejects_bad_arguments(kwargs, error, words):
         local_global_pattern(**kwargs)
 
 
+def test_radius_names_the_band_and_window_keeps_its_old_meaning():
+    assert str(local_global_pattern(radius=2, global_tokens=1, causal=False)) == "band(2) | global_tokens(1)"
+    assert str(local_global_pattern(2, global_tokens=1, causal=False)) == "band(2) | global_tokens(1)"
+    assert str(local_global_pattern(window=3)) == "sliding_window(3)"
+    q, k, v = qkv(1, 2, 300, 4, seed=3)
+    mask = contract_mask(300, 5, sinks=2, global_tokens=3, causal=False)
+    expected = handwritten(q, k, v, torch.from_numpy(mask))
+    for call in (dict(radius=5), dict(window=5)):
+        got = local_global_attention(q, k, v, sinks=2, global_tokens=3, causal=False, **call)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(), ValueError, r"give window=W \(causal=True: W keys, the query included\) or radius=r"),
+        (dict(causal=False), ValueError, "or radius=r"),
+        (dict(radius=2), ValueError, "radius=2 is for causal=False"),
+        (dict(window=3, radius=2), ValueError, "radius=2 is for causal=False"),
+        (dict(window=2, radius=2, causal=False), ValueError, "give the band's radius once"),
+        (dict(radius=0, causal=False), ValueError, "radius must be >= 1"),
+        (dict(radius=1.5, causal=False), TypeError, "radius must be a whole number"),
+    ],
+)
+def test_window_or_radius_exactly_once(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        local_global_pattern(**kwargs)
+    q, k, v = qkv(8, 4)
+    with pytest.raises(error, match=words):
+        local_global_attention(q, k, v, **kwargs)
+
+
 # --------------------------------------------------------------------------- dense_attention
 
 
@@ -328,13 +360,20 @@ def test_dense_attention_fully_masked_row_is_zero_with_finite_gradients():
         (np.ones((5, 5), bool), ValueError, r"shape \(N, N\) = \(6, 6\), got \(5, 5\)"),
         (torch.ones(6, 6), TypeError, "bool tensor"),
         (np.ones((6, 6)), TypeError, "boolean array"),
-        ([[True] * 6] * 6, TypeError, "pattern must be a Pattern, a numpy bool array or a torch bool tensor"),
+        ("causal", TypeError, "pattern must be a Pattern .* or a boolean .* array"),
+        (torch.ones(6, 5, dtype=torch.bool), ValueError, r"pattern must be square \(n x n\), got shape \(6, 5\)"),
     ],
 )
 def test_dense_attention_rejects_bad_masks(pattern, error, words):
     q, k, v = qkv(6, 4)
     with pytest.raises(error, match=words):
         dense_attention(q, k, v, pattern)
+
+
+def test_dense_attention_takes_a_mask_as_nested_lists_like_every_other_function():
+    q, k, v = qkv(6, 4)
+    mask = np.tril(np.ones((6, 6), dtype=bool))
+    torch.testing.assert_close(dense_attention(q, k, v, mask.tolist()), dense_attention(q, k, v, mask))
 
 
 # --------------------------------------------------------------------------- local_global_attention
@@ -468,6 +507,14 @@ def test_dense_attention_validates_qkv_too():
                lambda: local_global_attention(torch.ones(3, 0), torch.ones(3, 0), torch.ones(3, 2), 2)):
         with pytest.raises(ValueError, match="q must have N >= 1 positions and D >= 1"):
             fn()
+
+
+def test_softmax_has_one_home_and_attention_re_exports_it():
+    from globattn_lite import softmax_tools
+
+    assert attn.softmax is softmax_tools.softmax
+    code = "import sys, globattn_lite.softmax_tools; assert 'globattn_lite.attention' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)  # softmax_tools sits below attention
 
 
 def test_import_does_not_load_torch():

@@ -12,6 +12,7 @@ from globattn_lite import patterns as P
 from globattn_lite.costs import (
     PRESETS,
     ModelPreset,
+    hop_matrix,
     hops,
     kv_cache_bytes,
     kv_entries,
@@ -183,14 +184,23 @@ def test_eviction_policy_on_gemma2_never_exceeds_a_local_layers_own_window():
     assert gemma.kv_bytes(100_000, "sinks", window=1020, sinks=4, batch=3) == 3 * 1024 * gemma.kv_bytes_per_token()
 
 
-def test_preset_validation_of_new_fields():
-    with pytest.raises(ValueError, match="global_every=6"):
+def test_preset_fields_are_asserted():
+    # presets are filled by costs itself (PRESETS), so a bad one is a bug: it asserts
+    with pytest.raises(AssertionError, match="global_every=6"):
         ModelPreset("x", 12, 4, 4, 8, 16, "", "", local_layers=9, global_every=6)
     assert ModelPreset("x", 12, 4, 4, 8, 16, "", "", local_layers=10, global_every=6).global_layers == 2
-    with pytest.raises(ValueError, match="max_context"):
-        ModelPreset("x", 2, 4, 4, 8, None, "", "", max_context=0)
-    with pytest.raises(ValueError, match="parameters"):
-        ModelPreset("x", 2, 4, 4, 8, None, "", "", parameters=-1.0)
+    assert ModelPreset("x", 4, 4, 4, 8, 16, "", "", local_layers=4).global_layers == 0
+    for bad in (dict(max_context=0), dict(parameters=-1.0), dict(kv_latent_dim=0)):
+        with pytest.raises(AssertionError):
+            ModelPreset("x", 2, 4, 4, 8, None, "", "", **bad)
+    with pytest.raises(AssertionError, match="strings"):
+        ModelPreset(7, 2, 4, 4, 8, None, "", "")
+    with pytest.raises(AssertionError, match="kv_heads"):
+        ModelPreset("x", 2, 6, 4, 8, None, "", "")
+    with pytest.raises(AssertionError, match="sliding_window"):
+        ModelPreset("x", 2, 4, 4, 8, None, "", "", local_layers=1)
+    with pytest.raises(AssertionError, match="local_layers"):
+        ModelPreset("x", 4, 4, 4, 8, 16, "", "", local_layers=3)
     with pytest.raises(ValueError, match="no parameter count"):
         ModelPreset("x", 2, 4, 4, 8, None, "", "").weights_bytes()
 
@@ -200,17 +210,7 @@ def test_preset_batch_scales_linearly():
     assert llama.kv_bytes(4096, batch=8) == 16 * GiB
 
 
-def test_preset_validation():
-    with pytest.raises(TypeError, match="name must be a string"):
-        ModelPreset(7, 2, 4, 4, 8, None, "", "")
-    with pytest.raises(TypeError, match="source must be a string"):
-        ModelPreset("x", 2, 4, 4, 8, None, "", None)
-    with pytest.raises(ValueError, match="kv_heads"):
-        ModelPreset("x", 2, 6, 4, 8, None, "", "")
-    with pytest.raises(ValueError, match="sliding_window"):
-        ModelPreset("x", 2, 4, 4, 8, None, "", "", local_layers=1)
-    with pytest.raises(ValueError, match="local_layers"):
-        ModelPreset("x", 4, 4, 4, 8, 16, "", "", local_layers=3)
+def test_preset_method_arguments_are_validated():
     with pytest.raises(ValueError, match="policy"):
         PRESETS["Mistral-7B"].kv_bytes(10, policy="rolling")
     with pytest.raises(ValueError, match="window"):
@@ -640,3 +640,18 @@ def test_against_published_kv_cache_estimators():
     ds = PRESETS["DeepSeek-V3"]
     assert ds.kv_bytes_per_token() == ds.layers * (512 + 64) * 2
     assert ds.kv_elements_per_token_layer == 2 * 2.25 * ds.head_dim  # MLA = GQA with 2.25 groups of 128
+
+
+def test_hop_matrix_is_hops_for_every_pair_within_the_layers():
+    rng = np.random.default_rng(1)
+    n = 10
+    for layers in (0, 1, 3, 20):
+        m = rng.random((n, n)) < 0.2
+        H = hop_matrix(m, n, layers)
+        for src in range(n):
+            for dst in range(n):
+                h = hops(m, n, src, dst)
+                assert H[dst, src] == (h if h is not None and h <= layers else -1)
+    np.testing.assert_array_equal(hop_matrix(P.sliding_window(3), 6, 5), hop_matrix(P.sliding_window(3).mask(6), 6, 5))
+    with pytest.raises(ValueError, match="layers"):
+        hop_matrix(P.causal(), 4, -1)

@@ -475,3 +475,53 @@ def test_bad_input(call, exc, words):
     with pytest.raises(exc) as info:
         call()
     assert words in str(info.value)
+
+
+# ----- as_mask / as_torch_mask: the one "Pattern or mask -> mask" conversion ----------------
+
+
+def test_as_mask_reads_a_pattern_an_array_and_nested_lists_alike():
+    p = P.causal() & (P.sliding_window(3) | P.sinks(1))
+    m = p.mask(9)
+    assert (P.as_mask(p, 9) == m).all()
+    assert P.as_mask(m) is m  # an array is returned as it is, not copied
+    assert (P.as_mask(m.tolist(), 9) == m).all()
+    assert P.as_mask(np.ones((2, 3, 4), bool), square=False).shape == (2, 3, 4)
+
+
+def test_as_torch_mask_matches_as_mask_and_keeps_a_bool_tensor():
+    torch = pytest.importorskip("torch")
+    p = P.band(2) | P.global_tokens(1)
+    t = P.as_torch_mask(p, 7)
+    assert t.dtype == torch.bool and (t.numpy() == P.as_mask(p, 7)).all()
+    given_tensor = torch.from_numpy(p.mask(7))
+    assert P.as_torch_mask(given_tensor, 7) is given_tensor
+    assert (P.as_torch_mask(p.mask(7).tolist(), 7) == t).all()
+
+
+@pytest.mark.parametrize(
+    "value, n, exc, words",
+    [
+        (P.causal(), None, ValueError, "n (the sequence length, >= 1) is required when m is a Pattern"),
+        ("causal", 4, TypeError, "m must be a Pattern (from globattn_lite.patterns) or a boolean (n, n) array"),
+        (None, 4, TypeError, "got NoneType"),
+        (np.ones((4, 4)), 4, TypeError, "m must be a boolean array (True = may attend) or a Pattern, got dtype float64"),
+        (np.ones(4, bool), 4, ValueError, "m must be 2-D (queries x keys), got shape (4,)"),
+        (np.ones((3, 4), bool), None, ValueError, "m must be square (n x n), got shape (3, 4)"),
+        (np.ones((0, 0), bool), None, ValueError, "m must have at least one row and column"),
+        (np.ones((3, 3), bool), 4, ValueError, "m must have shape (N, N) = (4, 4), got (3, 3)"),
+        (np.ones((3, 3), bool), 2.0, TypeError, "n must be a whole number"),
+    ],
+)
+def test_as_mask_bad_input(value, n, exc, words):
+    with pytest.raises(exc) as info:
+        P.as_mask(value, n, name="m")
+    assert words in str(info.value)
+
+
+def test_as_torch_mask_bad_tensor():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="m must be a bool tensor"):
+        P.as_torch_mask(torch.ones(3, 3), 3, name="m")
+    with pytest.raises(ValueError, match=r"m must have shape \(N, N\) = \(4, 4\), got \(3, 3\)"):
+        P.as_torch_mask(torch.ones(3, 3, dtype=torch.bool), 4, name="m")

@@ -59,5 +59,5 @@ def test_many_facts_deterministic_and_brute_force():
         facts = ids < fact_vocab
         assert (facts.sum(1) == k).all()
         assert not facts[:, 40 - 1 - 8 :].any()  # no fact within the margin before the query
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(AssertionError):  # internal: built by the experiments, so it asserts
         task.sample(2, 9, seed=0)

@@ -83,22 +83,28 @@ def test_kv_cache_keeps_sinks_and_recent():
     for t in range(7):
         k, _ = cache.add(0, torch.full((1, 1, 1, 1), float(t)), torch.zeros(1, 1, 1, 1))
     assert k.flatten().tolist() == [0.0, 4.0, 5.0, 6.0]
-    with pytest.raises(ValueError, match="sinks"):
+    with pytest.raises(AssertionError, match="sinks"):
         KVCache(1, size=4, sinks=4)
 
 
-def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="positions"):
+def test_internal_configurations_assert_and_masks_are_named():
+    # TinyConfig, KVCache and the ids are filled by the package itself: they assert
+    with pytest.raises(AssertionError, match="alibi"):
         TinyConfig(vocab_size=5, positions="alibi")
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(AssertionError, match="divisible"):
         TinyConfig(vocab_size=5, d_model=30, n_head=4)
+    with pytest.raises(AssertionError, match="max_len"):
+        make(max_len=8)(ids(n=9), P.causal())
+    with pytest.raises(AssertionError, match="rotary"):
+        make().step(torch.zeros(1, 64), KVCache(2))
+    # the mask is a Pattern or array a caller chooses: patterns.as_torch_mask names it
     m = make()
     with pytest.raises(ValueError, match="shape"):
         m(ids(n=8), np.ones((9, 9), dtype=bool))
     with pytest.raises(TypeError, match="mask"):
         m(ids(n=8), "causal")
-    with pytest.raises(ValueError, match="max_len"):
-        make(max_len=8)(ids(n=9), P.causal())
+    with pytest.raises(ValueError, match="no visible key"):
+        m(ids(n=8), np.zeros((8, 8), dtype=bool))
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -127,11 +133,26 @@ def test_attention_layer_equals_the_package_reference(pattern):
     attn = make().blocks[0].attn
     x = torch.randn(2, 14, 64)
     q, k, v = attn.split(x)
-    ours, _ = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=False)
-    manual, _ = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=True)
+    ours, none = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=False)
+    same, weights = attn.attend(q, k, v, torch.from_numpy(pattern.mask(14)), need_weights=True)
     ref = dense_attention(q, k, v, pattern)
+    assert none is None and torch.equal(ours, same)  # asking for the weights does not change y
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(manual, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights @ v, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_step_weights_are_forward_weights_and_leave_the_logits_unchanged():
+    m, x = make(positions="rotary", n_layer=2), ids(n=9)
+    with torch.no_grad():
+        _, full = m(x, P.causal(), need_weights=True)
+    plain, watched = KVCache(2), KVCache(2)
+    for t in range(9):
+        weights = []
+        a = m.step(m.tok(x[:, t]), plain)
+        b = m.step(m.tok(x[:, t]), watched, weights)
+        assert torch.equal(a, b)
+        for layer, w in enumerate(weights):  # the step's query is row t of the full forward
+            torch.testing.assert_close(w, full[layer][:, :, t, : t + 1], atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("size, sinks", [(None, 0), (5, 0), (5, 2)])

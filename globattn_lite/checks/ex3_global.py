@@ -37,6 +37,7 @@ def _ref_receptive_field(mask, layers):
 
 
 def _ref_min_layers(mask, src, dst):
+    """Fewest layers for information at src to reach dst: the package's ``costs.hops(mask, n, src, dst)``."""
     reached = {src}
     for layers in range(mask.shape[0] + 1):
         if dst in reached:
