@@ -74,10 +74,10 @@ def lab_server(tmp_path):
 def test_missing_chromium_skips_on_a_laptop_but_fails_in_ci(monkeypatch):
     monkeypatch.setattr(lab, "CHROMIUM", Path("/nonexistent/chromium"))
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="install_browser.sh"):
+    with pytest.raises(pytest.skip.Exception, match=r"chromium not found: run tools/install_browser\.sh"):
         _require_chromium()
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so the browser test is required"):
         _require_chromium()
 
 

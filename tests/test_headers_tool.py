@@ -166,7 +166,7 @@ def test_check_mode_changes_nothing(course_copy, tmp_path):
 
 def test_a_notebook_outside_the_course_folders_is_refused(tmp_path):
     path = tmp_path / "elsewhere" / "x.ipynb"
-    with pytest.raises(ValueError, match="headers are for notebooks"):
+    with pytest.raises(ValueError, match=r"x\.ipynb: headers are for notebooks directly inside notebooks"):
         nh.published_path(path, tmp_path)
 
 
