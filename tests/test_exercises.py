@@ -75,7 +75,7 @@ def test_exercise_keeps_everything_but_the_solutions(name):
     solution = nbformat.read(SOLUTIONS / f"{name}.ipynb", as_version=4)
     exercise = nbformat.read(EXERCISES / f"{name}.ipynb", as_version=4)
     assert [c.id for c in solution.cells] == [c.id for c in exercise.cells]
-    for sol, ex in zip(solution.cells, exercise.cells):
+    for sol, ex in zip(solution.cells, exercise.cells, strict=True):
         assert sol.cell_type == ex.cell_type
         if BEGIN not in sol.source:
             assert sol.source == ex.source  # prose, imports, check cells: identical

@@ -77,8 +77,8 @@ def test_pages_in_course_order_without_solutions(site):
 def test_each_notebook_page_has_colab_and_binder_launch_buttons(site):
     for page in [f"notebooks/{s}" for s in LESSONS] + [f"exercises/{s}" for s in EXERCISES]:
         text = html.unescape((site / f"{page}.html").read_text())
-        assert f"colab.research.google.com/github/" in text and f"/{page}.ipynb" in text, page
-        assert f"mybinder.org/v2/gh/" in text and f"urlpath=lab/tree/{page}.ipynb" in text, page
+        assert "colab.research.google.com/github/" in text and f"/{page}.ipynb" in text, page
+        assert "mybinder.org/v2/gh/" in text and f"urlpath=lab/tree/{page}.ipynb" in text, page
 
 
 @pytest.mark.slow
