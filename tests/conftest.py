@@ -4,9 +4,9 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from hypothesis import settings  # noqa: E402
+import pytest
+import torch
+from hypothesis import settings
 
 # Derandomised: a failure found once is found on every run and on every machine.
 settings.register_profile("course", derandomize=True, deadline=None, max_examples=60)

@@ -9,7 +9,8 @@ import base64
 import numpy as np
 from IPython.core.formatters import DisplayFormatter
 
-from globattn_lite import costs, patterns as P, plot
+from globattn_lite import costs, plot
+from globattn_lite import patterns as P
 
 
 def shown(fig):

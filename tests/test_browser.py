@@ -74,10 +74,10 @@ def lab_server(tmp_path):
 def test_missing_chromium_skips_on_a_laptop_but_fails_in_ci(monkeypatch):
     monkeypatch.setattr(lab, "CHROMIUM", Path("/nonexistent/chromium"))
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="install_browser.sh"):
+    with pytest.raises(pytest.skip.Exception, match=r"chromium not found: run tools/install_browser\.sh"):
         _require_chromium()
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so the browser test is required"):
         _require_chromium()
 
 
@@ -119,7 +119,7 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
             for cell in widget_cells:
                 nb.wait_rendered(cell["index"])
             page.wait_for_timeout(1000)  # settle: let any redraw caused by showing a widget land
-            for cell, name in zip(widget_cells, names):
+            for cell, name in zip(widget_cells, names, strict=True):
                 i = cell["index"]
                 shots.append(nb.screenshot_cell(i, ARTIFACTS / f"{name}-before.png"))
                 lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
@@ -132,7 +132,7 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                     "back a control value, e.g. a float slider's rounding), so the page differs "
                     "from the kernel's initial figure")
 
-            for cell, name in zip(widget_cells, names):
+            for cell, name in zip(widget_cells, names, strict=True):
                 i = cell["index"]
                 before, after = nb.nudge_slider(i)
                 assert after["now"] > before["now"], f"{name}: slider {before['label']!r} did not move"
@@ -143,7 +143,7 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                     lab.check_explorer_state(nb.state(i), name, MIN_COVERAGE)
                     print(f"{name}: checkbox {label!r} ticked: new image")
 
-            for cell, name in zip(widget_cells, names):
+            for cell, name in zip(widget_cells, names, strict=True):
                 if name in PLAYERS:  # Play advances the step slider in the page (jslink), each step redraws
                     before, after = nb.press_play(cell["index"])
                     assert after["now"] > before["now"], f"{name}: Play moved {before['label']!r} backwards"
@@ -152,7 +152,7 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                     print(f"{name}: Play moved {before['label']!r} {before['readout']} -> {after['readout']}")
 
             page.wait_for_timeout(1000)  # settle: a late redraw must not leave anything blank
-            for cell, name in zip(widget_cells, names):
+            for cell, name in zip(widget_cells, names, strict=True):
                 lab.check_explorer_state(nb.state(cell["index"]), name, MIN_COVERAGE)
             page_errors = [m for m in nb.console if m.startswith("pageerror")]
             assert not page_errors, page_errors
@@ -160,7 +160,7 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
             try:
                 page.screenshot(path=str(ARTIFACTS / "failure.png"), timeout=10_000)
                 shots.append(ARTIFACTS / "failure.png")
-            except Exception as exc:  # keep the original failure, not this one
+            except Exception as exc:  # noqa: BLE001 - keep the original failure, not this one
                 print("no failure screenshot:", exc)
             print("JupyterLab log:", lab_server.log_path.relative_to(REPO))
             raise

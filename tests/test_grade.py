@@ -447,8 +447,10 @@ def test_wire_format_round_trip_and_refusals():
     for _ in range(100):
         nested = [nested]
     assert "nested too deeply" in repr(grade.decode(grade.encode(nested)))
-    for bad in ({"__nd__": ["|O", [1], [None]]}, {"__nd__": ["<f8", [2], [1.0]]}, {"__evil__": 1}, {"a": 1, "b": 2}):
-        with pytest.raises((grade.ProtocolError, ValueError, TypeError)):
+    for bad, words in (({"__nd__": ["|O", [1], [None]]}, "unexpected dtype object"),
+                       ({"__nd__": ["<f8", [2], [1.0]]}, "array data does not match its shape"),
+                       ({"__evil__": 1}, "unknown tag '__evil__'"), ({"a": 1, "b": 2}, "malformed value")):
+        with pytest.raises(grade.ProtocolError, match=words):  # decode's one error, whatever the input
             grade.decode(bad)
 
 
@@ -473,7 +475,7 @@ def test_cells_of_py_files_and_lenient_notebooks(tmp_path):
     cells, notes = grade.load_cells(nb)
     assert cells == ["x = 1\ny = 2"] and "leniently" in notes[0]
     (tmp_path / "bad.ipynb").write_bytes(b"\xff\xfe not utf-8")
-    with pytest.raises(grade.MalformedSubmission, match="UTF-8"):
+    with pytest.raises(grade.MalformedSubmission, match="not UTF-8 text"):
         grade.load_cells(tmp_path / "bad.ipynb")
 
 
@@ -526,13 +528,13 @@ def test_sandbox_limits_the_system_refuses_are_skipped(monkeypatch):
 
 
 def test_bad_limits_and_jobs_name_the_argument(tmp_path):
-    with pytest.raises(ValueError, match="call_timeout must be > 0"):
+    with pytest.raises(ValueError, match="call_timeout must be > 0, got 0"):
         grade.Limits(call_timeout=0)
-    with pytest.raises(TypeError, match="memory_mb"):
+    with pytest.raises(TypeError, match=r"memory_mb must be a whole number \(int\), got 1.5"):
         grade.Limits(memory_mb=1.5)
-    with pytest.raises(ValueError, match="jobs must be >= 1"):
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
         grade.grade([tmp_path], jobs=0)
-    with pytest.raises(TypeError, match="limits must be a grading.Limits"):
+    with pytest.raises(TypeError, match=r"limits must be a grading\.Limits or None, got dict"):
         grade.grade([tmp_path], limits={"call_timeout": 1})
 
 
@@ -764,9 +766,9 @@ def test_canvas_and_regex_student_names(tmp_path):
     assert found["x.py"].exercise_set is None and found["x.py"].student == ""
     by_regex = grade.discover([tmp_path], r"regex:^(?P<student>[a-z]+)_")[0]
     assert {s.student for s in by_regex} == {"smithjane", "doejohn", ""}
-    with pytest.raises(ValueError, match="student"):
+    with pytest.raises(ValueError, match=r"--student-from 'regex:no-group': the pattern needs a group \(\?P<student>"):
         grade.discover([tmp_path], "regex:no-group")
-    with pytest.raises(ValueError, match="folder"):
+    with pytest.raises(ValueError, match="--student-from must be 'folder', 'canvas' or 'regex:PATTERN', got 'moodle'"):
         grade.discover([tmp_path], "moodle")
 
 

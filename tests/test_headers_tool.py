@@ -65,7 +65,8 @@ def test_settings_come_from_pyproject_and_the_package():
 def test_every_notebook_gets_one_header_at_the_top(course_copy):
     root, settings = course_copy
     paths = all_notebooks(root)
-    assert len(paths) == len(list((ROOT / "notebooks").glob("*.ipynb"))) + 2 * len(list((ROOT / "solutions").glob("*.ipynb")))
+    lessons, solutions = (len(list((ROOT / folder).glob("*.ipynb"))) for folder in ("notebooks", "solutions"))
+    assert len(paths) == lessons + 2 * solutions  # each solution has its exercise
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -108,7 +109,8 @@ def test_header_survives_exercise_tools_build(course_copy):
     root, settings = course_copy
     for solution in sorted((root / "solutions").glob("*.ipynb")):
         exercise = root / "exercises" / solution.name
-        built = exercise_tools.render(exercise_tools.build_exercise(nbformat.read(solution, as_version=4), solution.name))
+        solution_nb = nbformat.read(solution, as_version=4)
+        built = exercise_tools.render(exercise_tools.build_exercise(solution_nb, solution.name))
         exercise.write_text(built, encoding="utf-8")
         assert not nh.refresh(exercise, settings, root), f"{exercise.name}: build output differs from the tool's header"
         assert "blob/main/exercises/" in nbformat.read(exercise, as_version=4).cells[0].source
@@ -117,7 +119,8 @@ def test_header_survives_exercise_tools_build(course_copy):
 def badge_targets(markdown, settings):
     """Repository paths that the Colab and Binder links of a header open."""
     owner = re.escape(settings.owner_and_name)
-    colab = re.findall(rf"https://colab\.research\.google\.com/github/{owner}/blob/{settings.branch}/([^)\s]+)", markdown)
+    colab = re.findall(rf"https://colab\.research\.google\.com/github/{owner}/blob/{settings.branch}/([^)\s]+)",
+                       markdown)
     binder = re.findall(rf"https://mybinder\.org/v2/gh/{owner}/{settings.branch}\?urlpath=lab/tree/([^)\s]+)", markdown)
     return colab, [urllib.parse.unquote(p) for p in binder]
 
@@ -166,7 +169,7 @@ def test_check_mode_changes_nothing(course_copy, tmp_path):
 
 def test_a_notebook_outside_the_course_folders_is_refused(tmp_path):
     path = tmp_path / "elsewhere" / "x.ipynb"
-    with pytest.raises(ValueError, match="headers are for notebooks"):
+    with pytest.raises(ValueError, match=r"x\.ipynb: headers are for notebooks directly inside notebooks"):
         nh.published_path(path, tmp_path)
 
 

@@ -41,10 +41,10 @@ def test_seconds_per_call_is_a_mean():
 
 @pytest.mark.parametrize("bad", [{}, [lambda: None], {"f": 3}])
 def test_bad_fns(bad):
-    with pytest.raises(TypeError, match="fns must be"):
+    with pytest.raises(TypeError, match=r"fns must be a non-empty dict \{name: function of no arguments\}"):
         median_times(bad)
 
 
 def test_bad_repeats():
-    with pytest.raises(ValueError, match="repeats"):
+    with pytest.raises(ValueError, match="repeats must be a whole number >= 1, got 0"):
         median_times({"f": lambda: None}, repeats=0)
