@@ -23,7 +23,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, image as mimage
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
@@ -87,6 +87,49 @@ def figure_png(fig) -> bytes:
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
     return buffer.getvalue()
+
+
+def _lines(title):
+    """Lines of a title ("" has none)."""
+    return title.count("\n") + 1 if title else 0
+
+
+class _LayeredPNG:
+    """PNG bytes of a figure that is repainted in place: a cached picture of every artist but the
+    ``dynamic`` ones (what an update may change), then the dynamic artists drawn over it.
+
+    This equals a full draw, pixel for pixel, if no other artist drawn after a dynamic one shares
+    pixels with it: so ``dynamic`` lists, in draw order, whole axes, or the tail of an axes' draw
+    order (lines, then spines, then title come after its ticks and images); the tests compare with
+    fresh figures. The PNG is encoded as :func:`figure_png` encodes it.
+    """
+
+    def __init__(self, fig, dynamic):
+        self.fig, self.dynamic = fig, list(dynamic)
+        self.canvas = FigureCanvasAgg(fig)
+        self.background = None  # the figure drawn without the dynamic artists
+
+    def png(self) -> bytes:
+        if self.fig.canvas is not self.canvas:  # figure_png(fig) gave the figure a canvas of its own
+            self.fig.set_canvas(self.canvas)
+        if self.background is None:
+            shown = [a for a in self.dynamic if a.get_visible()]
+            for artist in shown:
+                artist.set_visible(False)
+            try:
+                self.canvas.draw()
+            finally:
+                for artist in shown:
+                    artist.set_visible(True)
+            self.background = self.canvas.copy_from_bbox(self.fig.bbox)
+        else:
+            self.canvas.restore_region(self.background)
+        renderer = self.canvas.get_renderer()
+        for artist in self.dynamic:
+            artist.draw(renderer)
+        buffer = io.BytesIO()
+        mimage.imsave(buffer, self.canvas.buffer_rgba(), format="png", origin="upper", dpi=self.fig.dpi)
+        return buffer.getvalue()
 
 
 def alt_text(fig) -> str:
@@ -345,18 +388,8 @@ def _title_top(title, height):
     return 1 - (0.15 + lines * STYLE["title_size"] * 1.3 / 72) / height
 
 
-def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, title="", ax=None):
-    """A trained model's attention weights on one input: rows = queries, columns = keys.
-
-    ``weights``: (n, n), non-negative, zero wherever ``mask`` (the (n, n) bool pattern the model ran
-    under) is False. Drawn as one RGBA image: ``viridis`` on a square-root scale (``PowerNorm(0.5)``),
-    so small weights stay visible, and the pairs the pattern masks in light grey, so "masked" and
-    "allowed but small" (dark) differ.
-    ``query``: the row outlined in vermillion (the query the task scores). ``n_global``: positions
-    0..n_global-1 are prepended (global or sink) tokens; their row and column are outlined in blue
-    dashes. ``numbers``: ``{label: text}`` shown in a panel beside the heatmap (added to the title
-    when ``ax`` is given). ``title``: first title line(s), e.g. the model, layer and head.
-    """
+def _model_attention_args(weights, mask, query, n_global, numbers, title):
+    """Checked arguments of plot_model_attention: (w, mask, query, g, numbers, title lines)."""
     w = _finite_array("weights", weights, 2, "queries x keys")
     mask = patterns.as_mask(mask, name="mask")
     if mask.shape != w.shape or w.shape[0] != w.shape[1]:
@@ -373,23 +406,20 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
         raise TypeError(f"title must be a string, got {type(title).__name__}")
     lines = [title] if title else []
     lines.append(f"{n} positions ({g} prepended), {int(mask.sum()):,} allowed pairs; grey = masked")
-    if ax is None:
-        full = "\n".join(lines)
-        top = _title_top(full, 4.8)
-        fig, (ax, cax) = _panel_figure(8.0, 4.8, [(0.07, 0.1, 0.5, top - 0.1), (0.585, 0.1, 0.015, top - 0.1)])
-        text_at = (0.69, top)  # the numbers: figure text, no axes (an axes would cost a tenth of the time)
-    else:
-        if not isinstance(ax, Axes):
-            raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
-        fig, cax, text_at = _root_figure(ax), None, None
-        lines += [f"{k}: {v}" for k, v in numbers.items()]
-    top_weight = float(w.max())
-    # one RGBA image, coloured here (masked pairs grey): a second, overlaid image would cost as much again
-    norm, cmap = PowerNorm(0.5, vmin=0, vmax=top_weight or 1.0), colormaps[STYLE["heatmap_cmap"]]
+    return w, mask, query, g, numbers, lines
+
+
+def _attention_image(w, mask):
+    """(RGBA image, norm, cmap) of plot_model_attention: viridis on a square-root scale, masked pairs grey
+    (one image coloured here: a second, overlaid image would cost as much again)."""
+    norm, cmap = PowerNorm(0.5, vmin=0, vmax=float(w.max()) or 1.0), colormaps[STYLE["heatmap_cmap"]]
     rgba = cmap(norm(w))
     rgba[~mask] = to_rgba(STYLE["missing"], 1.0)
-    ax.imshow(rgba, interpolation="nearest")
-    im = ScalarMappable(norm=norm, cmap=cmap)
+    return rgba, norm, cmap
+
+
+def _outline_rows(ax, n, g, query):
+    """The prepended tokens' row and column in blue dashes, the scored query's row in vermillion."""
     if g:
         for rect in ((-0.5, -0.5, n, g), (-0.5, -0.5, g, n)):
             ax.add_patch(Rectangle(rect[:2], rect[2], rect[3], fill=False, edgecolor=OKABE_ITO[1],
@@ -397,15 +427,95 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
     if query is not None:
         ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.6,
                                clip_on=False))
-    if cax is not None:
-        cbar = fig.colorbar(im, cax=cax, ticks=[t for t in (0, 0.01, 0.1, 0.5, 1) if t <= top_weight])
-        cbar.set_label("attention weight (square-root scale)", fontsize=STYLE["label_size"])
-        cbar.ax.tick_params(labelsize=STYLE["tick_size"])
+
+
+def _attention_ticks(w):
+    return [t for t in (0, 0.01, 0.1, 0.5, 1) if t <= float(w.max())]
+
+
+def _numbers_text(numbers):
+    return "\n".join(textwrap.fill(f"{k}: {v}", 32, subsequent_indent="   ") for k, v in numbers.items())
+
+
+class ModelAttentionDrawing:
+    """The standalone figure of :func:`plot_model_attention` (``.figure``), kept to be redrawn for
+    another layer, head or input of the same layout (the attention explorer): ``update`` repaints the
+    heatmap, colour bar, title and numbers in place (building the figure's axes anew cost a third of
+    a redraw), ``png()`` draws it on a kept canvas. ``fits(...)`` says whether an update keeps the
+    layout (same n, prepended tokens, query and number of title lines); arguments as
+    :func:`plot_model_attention`.
+    """
+
+    def __init__(self, weights, mask, query=None, n_global=0, numbers=None, title=""):
+        w, mask, query, g, numbers, lines = _model_attention_args(weights, mask, query, n_global, numbers, title)
+        n = w.shape[0]
+        self.layout = (n, g, query, _lines("\n".join(lines)))
+        top = _title_top("\n".join(lines), 4.8)
+        self.figure, (ax, cax) = _panel_figure(8.0, 4.8, [(0.07, 0.1, 0.5, top - 0.1),
+                                                          (0.585, 0.1, 0.015, top - 0.1)])
+        self.ax = ax
+        rgba, norm, cmap = _attention_image(w, mask)
+        self.image = ax.imshow(rgba, interpolation="nearest")
+        self.mappable = ScalarMappable(norm=norm, cmap=cmap)
+        _outline_rows(ax, n, g, query)
+        self.colorbar = self.figure.colorbar(self.mappable, cax=cax, ticks=_attention_ticks(w))
+        self.colorbar.set_label("attention weight (square-root scale)", fontsize=STYLE["label_size"])
+        self.colorbar.ax.tick_params(labelsize=STYLE["tick_size"])
+        _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
+        # the numbers: figure text, no axes (an axes would cost a tenth of the time)
+        self.text = self.figure.text(0.69, top, _numbers_text(numbers), va="top", ha="left",
+                                     fontsize=STYLE["label_size"])
+        # the heatmap's ticks are drawn after its image, so the whole heatmap is redrawn
+        self._layers = _LayeredPNG(self.figure, [ax, cax, self.text])
+
+    def fits(self, weights, query=None, n_global=0, title=""):
+        """Whether ``update`` can show these: the same layout (n, prepended tokens, query, title lines)."""
+        n = np.shape(weights)[0]
+        return self.layout == (n, n_global, query, _lines(title) + 1)
+
+    def update(self, weights, mask, query=None, n_global=0, numbers=None, title=""):
+        """Show other weights (another layer, head or input) in the same layout, see ``fits``."""
+        w, mask, query, g, numbers, lines = _model_attention_args(weights, mask, query, n_global, numbers, title)
+        layout = (w.shape[0], g, query, _lines("\n".join(lines)))
+        if layout != self.layout:
+            raise ValueError(f"update needs the layout (n, n_global, query, title lines) {self.layout}, got "
+                             f"{layout}; draw a new figure instead")
+        rgba, norm, _ = _attention_image(w, mask)
+        self.image.set_data(rgba)
+        self.mappable.set_clim(norm.vmin, norm.vmax)
+        self.colorbar.set_ticks(_attention_ticks(w))
+        self.ax.set_title("\n".join(lines), fontsize=STYLE["title_size"], y=1.0)
+        self.text.set_text(_numbers_text(numbers))
+        return self
+
+    def png(self) -> bytes:
+        """PNG bytes of the current figure: the same picture as ``figure_png(self.figure)``, drawn faster."""
+        return self._layers.png()
+
+
+def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, title="", ax=None):
+    """A trained model's attention weights on one input: rows = queries, columns = keys.
+
+    ``weights``: (n, n), non-negative, zero wherever ``mask`` (the (n, n) bool pattern the model ran
+    under) is False. Drawn as one RGBA image: ``viridis`` on a square-root scale (``PowerNorm(0.5)``),
+    so small weights stay visible, and the pairs the pattern masks in light grey, so "masked" and
+    "allowed but small" (dark) differ.
+    ``query``: the row outlined in vermillion (the query the task scores). ``n_global``: positions
+    0..n_global-1 are prepended (global or sink) tokens; their row and column are outlined in blue
+    dashes. ``numbers``: ``{label: text}`` shown in a panel beside the heatmap (added to the title
+    when ``ax`` is given). ``title``: first title line(s), e.g. the model, layer and head.
+    """
+    if ax is None:
+        return ModelAttentionDrawing(weights, mask, query, n_global, numbers, title).figure
+    w, mask, query, g, numbers, lines = _model_attention_args(weights, mask, query, n_global, numbers, title)
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+    n = w.shape[0]
+    lines += [f"{k}: {v}" for k, v in numbers.items()]
+    ax.imshow(_attention_image(w, mask)[0], interpolation="nearest")
+    _outline_rows(ax, n, g, query)
     _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
-    if text_at is not None:
-        text = "\n".join(textwrap.fill(f"{k}: {v}", 32, subsequent_indent="   ") for k, v in numbers.items())
-        fig.text(*text_at, text, va="top", ha="left", fontsize=STYLE["label_size"])
-    return fig
+    return _root_figure(ax)
 
 
 # --------------------------------------------------------------------------- softmax
@@ -669,6 +779,148 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
     return fig
 
 
+class CacheStepDrawing:
+    """The figure of :func:`plot_cache_step` (``.figure``), kept to be redrawn for another step,
+    layer or head of the same run (the cache explorer's slider and Play button): ``update`` repaints
+    the slots and moves the step's marks in place, ``png()`` draws only those over a cached picture
+    of the rest (a full redraw would take most of a 100 ms frame).
+
+    Arguments as :func:`plot_cache_step`; ``update`` takes the ones a step, layer or head changes,
+    for the same number of slots and steps and a title with as many lines.
+    """
+
+    def __init__(self, slot_tokens, slot_positions, slot_weights, step, first_weight, policy_ppl,
+                 reference_ppl, sinks=0, current_slot=None, evicted_at=None, trained_at=None,
+                 policy="policy", reference="recompute", title=""):
+        weights = self._slot_weights(slot_tokens, slot_positions, slot_weights)
+        curves = [_finite_array(name, x, 1, "one value per step")
+                  for name, x in (("first_weight", first_weight), ("policy_ppl", policy_ppl),
+                                  ("reference_ppl", reference_ppl))]
+        self.steps = steps = len(curves[0])
+        if any(len(c) != steps for c in curves):
+            raise ValueError(f"first_weight, policy_ppl and reference_ppl must have one value per step, "
+                             f"got lengths {[len(c) for c in curves]}")
+        self.slots = C = len(weights)
+        self.sinks = int_arg("sinks", sinks, minimum=0, maximum=C)
+        self.per_row = per_row = 16 if C <= 64 else 32
+        rows = -(-C // per_row)
+        self.title_lines = _lines(title)
+        self.ppl, self.reference_ppl = curves[1], curves[2]
+        self.evicted_at, self.trained_at, self.policy, self.reference = evicted_at, trained_at, policy, reference
+
+        # fixed layout in inches, top to bottom: title, slots, two curves with their titles, x label
+        title_h = 0.15 + self.title_lines * STYLE["title_size"] * 1.3 / 72 if title else 0.2
+        slot_h = rows * (0.5 if per_row == 16 else 0.26)
+        curve_h, gap, bottom = 1.1, 0.62, 0.5
+        height = title_h + slot_h + 2 * (gap + curve_h) + bottom
+        y_slots = 1 - (title_h + slot_h) / height
+        y_w = (bottom + curve_h + gap) / height
+        self.figure, (ax, cax, ax_w, ax_p) = _panel_figure(8.4, height, [
+            (0.07, y_slots, 0.83, slot_h / height), (0.915, y_slots, 0.015, slot_h / height),
+            (0.07, y_w, 0.88, curve_h / height), (0.07, bottom / height, 0.88, curve_h / height)])
+        self.ax, self.ax_w, self.ax_p = ax, ax_w, ax_p
+        cmap = colormaps[STYLE["heatmap_cmap"]].with_extremes(bad=STYLE["missing"])
+        self.image = ax.imshow(np.full((rows, per_row), np.nan), cmap=cmap, vmin=0, vmax=1.0,
+                               interpolation="nearest", aspect="auto")
+        self.colorbar = self.figure.colorbar(self.image, cax=cax, ticks=[0])
+        self.colorbar.set_label("weight", fontsize=STYLE["label_size"])
+        self.colorbar.ax.tick_params(labelsize=STYLE["tick_size"])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        x = np.arange(steps)
+        self.first_line, = ax_w.plot(x, curves[0], color=OKABE_ITO[3], linewidth=STYLE["line_width"] * 0.7)
+        self.marker, = ax_w.plot([0], [curves[0][0]], "o", color=HIGHLIGHT)
+        ax_w.set_ylim(0, 1.02)
+        ax_w.set_yticks([0, 0.5, 1])
+        ax_w.tick_params(labelbottom=False)  # same steps as the perplexity axes below (few labels draw fast)
+        ax_p.plot(x, curves[1], color=OKABE_ITO[4], linewidth=STYLE["line_width"], label=policy)
+        ax_p.plot(x, curves[2], color=OKABE_ITO[7], linestyle="--", linewidth=STYLE["line_width"] * 0.7,
+                  label=reference)
+        low, high = float(min(curves[1].min(), curves[2].min())), float(max(curves[1].max(), curves[2].max()))
+        ax_p.set_ylim(max(0.0, low - 0.1 * (high - low) - 0.05), high + 0.1 * (high - low) + 0.05)
+        ax_p.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        self.step_lines, marks = [], []
+        for a in (ax_w, ax_p):
+            self.step_lines.append(a.axvline(0, color="0.3", linewidth=1))
+            if evicted_at is not None:
+                marks.append(a.axvline(evicted_at, color=HIGHLIGHT, linestyle=":", linewidth=1.4))
+            if trained_at is not None:
+                marks.append(a.axvline(trained_at, color=OKABE_ITO[5], linestyle=":", linewidth=1.4))
+            a.set_xlim(-0.5, steps - 0.5)
+            a.tick_params(labelsize=STYLE["tick_size"])
+        ax_w.set_ylabel("weight", fontsize=STYLE["label_size"])
+        ax_p.set_xlabel("decoding step t (token t predicts token t + 1)", fontsize=STYLE["label_size"])
+        ax_p.set_ylabel("perplexity", fontsize=STYLE["label_size"])
+        self.update(slot_tokens, slot_positions, slot_weights, step, curves[0], current_slot, title)
+        # what an update changes, in draw order: the slot panel and its colour bar, then in each curve
+        # panel what is drawn after its ticks (lines, spines, title); the perplexity curves stay
+        tail = lambda a, lines: [*lines, *[m for m in marks if m.axes is a], *a.spines.values(), a.title]
+        self._layers = _LayeredPNG(self.figure, [
+            ax, cax, *tail(ax_w, [self.first_line, self.marker, self.step_lines[0]]),
+            *tail(ax_p, [self.step_lines[1]])])
+
+    @staticmethod
+    def _slot_weights(slot_tokens, slot_positions, slot_weights):
+        weights = np.asarray(slot_weights, dtype=float)
+        positions = np.asarray(slot_positions)
+        if (weights.ndim != 1 or len(weights) == 0 or len(positions) != len(weights)
+                or len(slot_tokens) != len(weights)):
+            raise ValueError("slot_tokens, slot_positions and slot_weights must be 1-D, non-empty and of one "
+                             f"length, got {len(slot_tokens)}, {len(positions)}, {len(weights)}")
+        return weights
+
+    def update(self, slot_tokens, slot_positions, slot_weights, step, first_weight, current_slot=None, title=""):
+        """Show another step (or layer, head) of the same run: new slots, weight curve, step and title."""
+        weights = self._slot_weights(slot_tokens, slot_positions, slot_weights)
+        positions = np.asarray(slot_positions)
+        first = _finite_array("first_weight", first_weight, 1, "one value per step")
+        if len(weights) != self.slots or len(first) != self.steps or _lines(title) != self.title_lines:
+            raise ValueError(f"update needs {self.slots} slots, {self.steps} steps and a title of {self.title_lines} "
+                             f"line(s) (the figure's layout), got {len(weights)}, {len(first)} and "
+                             f"{_lines(title)}; draw a new figure instead")
+        step = int_arg("step", step, minimum=0, maximum=self.steps - 1)
+        C, per_row, ax = self.slots, self.per_row, self.ax
+        grid = np.full(self.image.get_array().size, np.nan)
+        grid[:C] = weights
+        vmax = float(np.nanmax(weights)) if np.isfinite(weights).any() else 1.0
+        self.image.set_data(grid.reshape(-1, per_row))
+        self.image.set_clim(0, vmax or 1.0)
+        self.colorbar.set_ticks([0, np.floor(100 * vmax) / 100] if vmax >= 0.01 else [0])
+        for artist in [*ax.texts, *ax.patches]:
+            artist.remove()
+        for i in range(C):
+            r, c = divmod(i, per_row)
+            if C <= 64 and positions[i] >= 0:
+                dark = np.isfinite(weights[i]) and weights[i] > 0.6 * vmax
+                ax.text(c, r, f"{slot_tokens[i]}\np{positions[i]}", ha="center", va="center",
+                        fontsize=STYLE["tick_size"] - 1.5, color="black" if dark else "white")
+            if i < self.sinks or i == current_slot:
+                ax.add_patch(Rectangle((c - 0.48, r - 0.48), 0.96, 0.96, fill=False, linewidth=1.6,
+                                       edgecolor=HIGHLIGHT if i == current_slot else OKABE_ITO[0]))
+        ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        self.first_line.set_ydata(first)
+        self.marker.set_data([step], [first[step]])
+        for line in self.step_lines:
+            line.set_xdata([step, step])
+        ppl, ref = self.ppl[step], self.reference_ppl[step]
+        marks = [f"{self.policy} (solid) {ppl:.3f}, {self.reference} (dashed) {ref:.3f}"]
+        if self.evicted_at is not None:
+            marks.append(f"vermillion dots: first eviction (step {self.evicted_at})")
+        if self.trained_at is not None:
+            marks.append(f"purple dots: past the training length (step {self.trained_at})")
+        self.ax_w.set_title(f"weight of each step's query on the entry at position 0 (now {first[step]:.3f})",
+                            fontsize=STYLE["label_size"], y=1.0)
+        # the title names the lines (a legend would cost a fifth of the drawing time)
+        self.ax_p.set_title(f"running perplexity after step {step}: "
+                            + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
+                            fontsize=STYLE["label_size"], y=1.0)
+        return self
+
+    def png(self) -> bytes:
+        """PNG bytes of the current figure: the same picture as ``figure_png(self.figure)``, drawn faster."""
+        return self._layers.png()
+
+
 def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weight, policy_ppl,
                     reference_ppl, sinks=0, current_slot=None, evicted_at=None, trained_at=None,
                     policy="policy", reference="recompute", title=""):
@@ -685,89 +937,9 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
     and ``trained_at``, the first step whose query sits at a position beyond the training length.
     Always a standalone figure of four panels (no ``ax``), 8.4 inches wide.
     """
-    weights = np.asarray(slot_weights, dtype=float)
-    positions = np.asarray(slot_positions)
-    if weights.ndim != 1 or len(weights) == 0 or len(positions) != len(weights) or len(slot_tokens) != len(weights):
-        raise ValueError("slot_tokens, slot_positions and slot_weights must be 1-D, non-empty and of one length, "
-                         f"got {len(slot_tokens)}, {len(positions)}, {len(weights)}")
-    curves = [_finite_array(name, x, 1, "one value per step")
-              for name, x in (("first_weight", first_weight), ("policy_ppl", policy_ppl),
-                              ("reference_ppl", reference_ppl))]
-    steps = len(curves[0])
-    if any(len(c) != steps for c in curves):
-        raise ValueError(f"first_weight, policy_ppl and reference_ppl must have one value per step, "
-                         f"got lengths {[len(c) for c in curves]}")
-    step = int_arg("step", step, minimum=0, maximum=steps - 1)
-    C = len(weights)
-    sinks = int_arg("sinks", sinks, minimum=0, maximum=C)
-    per_row = 16 if C <= 64 else 32
-    rows = -(-C // per_row)
-    grid = np.full(rows * per_row, np.nan)
-    grid[:C] = weights
-    grid = grid.reshape(rows, per_row)
-
-    # fixed layout in inches, top to bottom: title, slots, two curves with their titles, x label
-    title_h = 0.15 + (title.count("\n") + 1) * STYLE["title_size"] * 1.3 / 72 if title else 0.2
-    slot_h = rows * (0.5 if per_row == 16 else 0.26)
-    curve_h, gap, bottom = 1.1, 0.62, 0.5
-    height = title_h + slot_h + 2 * (gap + curve_h) + bottom
-    y_slots = 1 - (title_h + slot_h) / height
-    y_w = (bottom + curve_h + gap) / height
-    fig, (ax, cax, ax_w, ax_p) = _panel_figure(8.4, height, [
-        (0.07, y_slots, 0.83, slot_h / height), (0.915, y_slots, 0.015, slot_h / height),
-        (0.07, y_w, 0.88, curve_h / height), (0.07, bottom / height, 0.88, curve_h / height)])
-    cmap = colormaps[STYLE["heatmap_cmap"]].with_extremes(bad=STYLE["missing"])
-    vmax = float(np.nanmax(weights)) if np.isfinite(weights).any() else 1.0
-    im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=vmax or 1.0, interpolation="nearest", aspect="auto")
-    cbar = fig.colorbar(im, cax=cax, ticks=[0, np.floor(100 * vmax) / 100] if vmax >= 0.01 else [0])
-    cbar.set_label("weight", fontsize=STYLE["label_size"])
-    cbar.ax.tick_params(labelsize=STYLE["tick_size"])
-    for i in range(C):
-        r, c = divmod(i, per_row)
-        if C <= 64 and positions[i] >= 0:
-            dark = np.isfinite(weights[i]) and weights[i] > 0.6 * vmax
-            ax.text(c, r, f"{slot_tokens[i]}\np{positions[i]}", ha="center", va="center",
-                    fontsize=STYLE["tick_size"] - 1.5, color="black" if dark else "white")
-        if i < sinks or i == current_slot:
-            ax.add_patch(Rectangle((c - 0.48, r - 0.48), 0.96, 0.96, fill=False, linewidth=1.6,
-                                   edgecolor=HIGHLIGHT if i == current_slot else OKABE_ITO[0]))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
-    x = np.arange(steps)
-    ax_w.plot(x, curves[0], color=OKABE_ITO[3], linewidth=STYLE["line_width"] * 0.7)
-    ax_w.plot([step], [curves[0][step]], "o", color=HIGHLIGHT)
-    ax_w.set_ylim(0, 1.02)
-    ax_w.set_yticks([0, 0.5, 1])
-    ax_w.tick_params(labelbottom=False)  # same steps as the perplexity axes below (few labels draw fast)
-    ax_p.plot(x, curves[1], color=OKABE_ITO[4], linewidth=STYLE["line_width"], label=policy)
-    ax_p.plot(x, curves[2], color=OKABE_ITO[7], linestyle="--", linewidth=STYLE["line_width"] * 0.7,
-              label=reference)
-    low, high = float(min(curves[1].min(), curves[2].min())), float(max(curves[1].max(), curves[2].max()))
-    ax_p.set_ylim(max(0.0, low - 0.1 * (high - low) - 0.05), high + 0.1 * (high - low) + 0.05)
-    ax_p.yaxis.set_major_locator(MaxNLocator(nbins=4))
-    for a in (ax_w, ax_p):
-        a.axvline(step, color="0.3", linewidth=1)
-        if evicted_at is not None:
-            a.axvline(evicted_at, color=HIGHLIGHT, linestyle=":", linewidth=1.4)
-        if trained_at is not None:
-            a.axvline(trained_at, color=OKABE_ITO[5], linestyle=":", linewidth=1.4)
-        a.set_xlim(-0.5, steps - 0.5)
-        a.tick_params(labelsize=STYLE["tick_size"])
-    marks = [f"{policy} (solid) {curves[1][step]:.3f}, {reference} (dashed) {curves[2][step]:.3f}"]
-    if evicted_at is not None:
-        marks.append(f"vermillion dots: first eviction (step {evicted_at})")
-    if trained_at is not None:
-        marks.append(f"purple dots: past the training length (step {trained_at})")
-    ax_w.set_title(f"weight of each step's query on the entry at position 0 (now {curves[0][step]:.3f})",
-                   fontsize=STYLE["label_size"], y=1.0)
-    ax_w.set_ylabel("weight", fontsize=STYLE["label_size"])
-    # the title names the lines (a legend would cost a fifth of the drawing time)
-    ax_p.set_title(f"running perplexity after step {step}: " + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
-                   fontsize=STYLE["label_size"], y=1.0)
-    ax_p.set_xlabel("decoding step t (token t predicts token t + 1)", fontsize=STYLE["label_size"])
-    ax_p.set_ylabel("perplexity", fontsize=STYLE["label_size"])
-    return fig
+    return CacheStepDrawing(slot_tokens, slot_positions, slot_weights, step, first_weight, policy_ppl,
+                            reference_ppl, sinks, current_slot, evicted_at, trained_at, policy, reference,
+                            title).figure
 
 
 # --------------------------------------------------------------------------- scaling

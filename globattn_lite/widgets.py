@@ -18,7 +18,9 @@ may run widget callbacks on a kernel *subshell thread*, concurrently with the ma
 callbacks drawing with ``pyplot`` then intermittently produce broken figures. So every
 redraw builds a standalone ``matplotlib.figure.Figure`` (never pyplot), renders it to PNG
 bytes with the Agg canvas, and *assigns* the bytes to the Image widget, all under a lock;
-no ``with out:`` and no ``plt.show()``. The course also installs a JupyterLab settings override
+no ``with out:`` and no ``plt.show()``. The two trained-model explorers keep their Figure while
+its layout fits and repaint only what a control changes (``plot.CacheStepDrawing``,
+``plot.ModelAttentionDrawing``): a redraw from scratch took longer than the 100 ms a slider allows. The course also installs a JupyterLab settings override
 (``commsOverSubshells: "disabled"``) so callbacks run on the main thread.
 
 A redraw that fails (a combination the pattern rejects, say BigBird with a single block)
@@ -31,12 +33,14 @@ as the PNG of its current figure: ``_repr_mimebundle_`` adds ``image/png`` next 
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import logging
 import threading
 
 import ipywidgets as widgets
 import numpy as np
+from matplotlib.figure import Figure
 
 from globattn_lite import costs, patterns, plot
 from globattn_lite._validate import choice_arg, float_arg, int_arg
@@ -66,7 +70,8 @@ class Explorer(widgets.VBox):
     as the live-counts line. ``sync(controls, change)``: optional, run before each draw to
     keep controls consistent (a query slider's max follows n, unused controls are disabled);
     ``change`` is the traitlets change that triggered the redraw, or None. ``draw`` may also
-    return ``(figure, numbers)``: the dict ``numbers`` is kept as ``.numbers``. ``extras``: widgets
+    return ``(figure, numbers)``: the dict ``numbers`` is kept as ``.numbers``; instead of a Figure,
+    a drawing with ``.figure`` and ``.png()`` (a figure repainted in place, e.g. ``plot.CacheStepDrawing``). ``extras``: widgets
     laid out after the controls but not observed (a Play button linked to a slider in the browser).
     """
 
@@ -118,7 +123,10 @@ class Explorer(widgets.VBox):
                     self._sync(self.controls, change)
                 fig = self._draw(self.values)
                 fig, numbers = fig if isinstance(fig, tuple) else (fig, {})
-                png = plot.figure_png(fig)
+                if isinstance(fig, Figure):
+                    png = plot.figure_png(fig)
+                else:  # a drawing that redraws only what changed (the trained-model explorers)
+                    fig, png = fig.figure, fig.png()
             except Exception as exc:  # shown and recorded, never silent
                 self.error = exc
                 self.errors.append(exc)
@@ -434,6 +442,21 @@ def _experiments():
     return experiments
 
 
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Run the explorers' tiny models on one torch thread, then restore the count: on a shared 2-core
+    machine a forward of the attention explorer took 2.5 ms CPU on one thread, 130 ms on two
+    (each small op waits for the busy second core; see ``timing``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _head_options(n_head):
     return [("mean over heads", "mean")] + [(f"head {h}", h) for h in range(n_head)]
 
@@ -532,8 +555,10 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
                                layout=_WIDE),
     }
     forwards = {}  # (model key, example, tokens) -> the input, weights (L, H, n, n) and probabilities
+    drawn = {}  # the ModelAttentionDrawing shown ("drawing"), repainted while the layout fits
 
     @torch.no_grad()
+    @_one_torch_thread()
     def forward(key, example, tokens):
         if (key, example, tokens) not in forwards:
             m = models[key]
@@ -580,7 +605,12 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
             numbers["answer"] = f"{case['answer']} (p = {probs[case['answer']]:.3f}): {verdict}"
         head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
         title = f"{key[0]}: {key[1]}, layer {v['layer']}, {head}\n{case['about']}"
-        fig = plot.plot_model_attention(w, mask, query=q, n_global=g, numbers=numbers, title=title)
+        drawing = drawn.get("drawing")
+        if drawing is not None and drawing.fits(w, query=q, n_global=g, title=title):  # repaint in place
+            fig = drawing.update(w, mask, query=q, n_global=g, numbers=numbers, title=title)
+        else:
+            fig = drawn["drawing"] = plot.ModelAttentionDrawing(w, mask, query=q, n_global=g, numbers=numbers,
+                                                                title=title)
         return fig, {"query": q, "weights": w, "row": row, "probs": probs, "answer": case["answer"],
                      "predicted": predicted, **numbers}
 
@@ -646,6 +676,7 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
     link = widgets.jslink((play, "value"), (controls["step"], "value"))  # browser side: no kernel round trip
     traces = {}  # (variant, policy, C) -> what every step of that run shows
 
+    @_one_torch_thread()
     def run(variant, policy, C):
         if (variant, policy, C) not in traces:
             m = models[variant]
@@ -658,10 +689,14 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
                 **trace, "sinks": sinks, "layout": KVCache(1, size=size, sinks=sinks),
                 "slots": m.cfg.n_global + steps if size is None else C,
                 "ppl": E.running_perplexity(trace["nll"]), "reference": E.running_perplexity(reference),
+                # each step's weights on the entry at position 0, (n_layer, n_head, steps): a layer's curve at once
+                "first": np.stack([w[..., 0] for w in trace["weights"]], axis=-1),
                 "evicted_at": evicted_at if evicted_at is not None and evicted_at < steps else None,
                 "trained_at": train_len if train_len < steps else None,
             }
         return traces[(variant, policy, C)]
+
+    drawn = {}  # the run whose figure is shown ("run") and its CacheStepDrawing ("drawing")
 
     def sync(c, change):
         _sync_layer_and_head(c, models[c["model"].value])
@@ -675,7 +710,7 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
             slot = r["layout"].ring_slot(int(entry))
             tokens[slot] = "sink" if entry < g else str(int(r["tokens"][entry - g]))
             positions[slot], weights[slot] = position, w[position]
-        first_weight = np.array([_layer_head(x, v["layer"], v["head"])[0] for x in r["weights"]])
+        first_weight = _layer_head(r["first"], v["layer"], v["head"])
         evicted = r["evicted_at"]
         name = dict((p, label) for label, p in STREAM_POLICIES)[v["policy"]].split(":")[0]
         if v["policy"] != "dense":
@@ -685,10 +720,17 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
                  f"(stream position {t}), predicts token {t + 1}\n{len(kept)} entries cached"
                  + (f", the first {r['sinks']} kept as sinks" if r["sinks"] else "")
                  + f"; colour: its attention, layer {v['layer']}, {head}")
-        fig = plot.plot_cache_step(tokens, positions, weights, t, first_weight, r["ppl"], r["reference"],
-                                   sinks=r["sinks"], current_slot=r["layout"].ring_slot(g + t),
-                                   evicted_at=evicted, trained_at=r["trained_at"] if v["policy"] == "dense" else None,
-                                   policy=name.split(",")[0], reference=f"recompute (last {v['cache']})", title=title)
+        current = r["layout"].ring_slot(g + t)
+        run_key = (v["model"], v["policy"], v["cache"])
+        if drawn.get("run") == run_key:  # same run: repaint the figure in place (the Play button's frames)
+            fig = drawn["drawing"].update(tokens, positions, weights, t, first_weight, current, title)
+        else:
+            fig = plot.CacheStepDrawing(tokens, positions, weights, t, first_weight, r["ppl"], r["reference"],
+                                        sinks=r["sinks"], current_slot=current, evicted_at=evicted,
+                                        trained_at=r["trained_at"] if v["policy"] == "dense" else None,
+                                        policy=name.split(",")[0], reference=f"recompute (last {v['cache']})",
+                                        title=title)
+            drawn.update(run=run_key, drawing=fig)
         numbers = {"step": t, "kept entries": kept, "slot of each position": [r["layout"].ring_slot(int(e)) for e in kept],
                    "weights": w, "weight on position 0": float(w[0]), "running ppl": float(r["ppl"][t]),
                    "running ppl, recompute": float(r["reference"][t]), "first eviction": evicted}

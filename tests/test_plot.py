@@ -8,6 +8,7 @@ with nothing to close.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from matplotlib import colormaps
 from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
+from PIL import Image
 
 from globattn_lite import attention, costs, patterns as P, plot
 
@@ -553,6 +555,28 @@ def test_plot_model_attention_into_given_axes_puts_numbers_in_the_title():
     assert ax.get_title().endswith("entropy: 1.0 nats") and len(ax.patches) == 0
 
 
+def pixels(png):
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_model_attention_drawing_update_draws_what_a_fresh_figure_draws():
+    w, mask = band_global_weights()
+    drawing = plot.ModelAttentionDrawing(w, mask, query=11, n_global=1, numbers={"a": "1"}, title="layer 0")
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(drawing.figure)))
+    w2, _ = band_global_weights(seed=1)
+    w2 = w2 * 0.4 / w2.max()  # another top weight: other colour-bar ticks
+    assert drawing.fits(w2, query=11, n_global=1, title="layer 1")
+    assert drawing.update(w2, mask, query=11, n_global=1, numbers={"a": "2", "b": "3"}, title="layer 1") is drawing
+    fresh = plot.plot_model_attention(w2, mask, query=11, n_global=1, numbers={"a": "2", "b": "3"}, title="layer 1")
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh)))
+    assert drawing.figure.axes[0].get_title().startswith("layer 1\n") and "b: 3" in drawing.figure.texts[0].get_text()
+    for change in [dict(query=10), dict(n_global=2), dict(title="two\nlines")]:
+        kwargs = {**dict(query=11, n_global=1, title="layer 1"), **change}
+        assert not drawing.fits(w2, **kwargs)
+        with pytest.raises(ValueError, match="layout"):
+            drawing.update(w2, mask, **kwargs)
+
+
 @pytest.mark.parametrize(
     "change, error, words",
     [
@@ -600,6 +624,28 @@ def test_plot_cache_step_slots_and_curves():
     assert "first eviction (step 7)" in ax_p.get_title() and not ax_p.get_legend()
     assert f"(now {first[5]:.3f})" in ax_w.get_title()
     assert [x for line in ax_w.lines[2:] for x in line.get_xdata()] == [5, 5, 7, 7]  # step and eviction lines
+
+
+def test_cache_step_drawing_update_draws_what_a_fresh_figure_draws():
+    tokens, positions, weights, step, first, ppl, ref = cache_step_args()
+    fixed = dict(sinks=1, evicted_at=7, trained_at=3, policy="window", reference="recompute")
+    drawing = plot.CacheStepDrawing(tokens, positions, weights, step, first, ppl, ref, current_slot=6,
+                                    title="step 5", **fixed)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(drawing.figure)))
+    tokens = [str(10 + i) for i in range(8)]  # every slot filled, another newest slot, weights and curve
+    positions, weights, first = np.arange(8), np.linspace(0.02, 0.4, 8), np.linspace(0.9, 0.2, 20)
+    for step in (12, 7, 19):  # the last two on the eviction mark and the last step
+        drawing.update(tokens, positions, weights, step, first, current_slot=2, title=f"step {step}")
+        fresh = plot.plot_cache_step(tokens, positions, weights, step, first, ppl, ref, current_slot=2,
+                                     title=f"step {step}", **fixed)
+        np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh)))
+    assert drawing.figure.axes[0].get_title() == "step 19" and len(drawing.figure.axes[0].texts) == 8
+    with pytest.raises(ValueError, match="layout"):
+        drawing.update(tokens, positions, weights, 3, first, title="two\nlines")
+    with pytest.raises(ValueError, match="layout"):
+        drawing.update(tokens, positions, weights, 3, first[:-1], title="step 3")
+    with pytest.raises(ValueError, match="step"):
+        drawing.update(tokens, positions, weights, 20, first, title="step 20")
 
 
 def test_plot_cache_step_many_slots_drop_the_labels():

@@ -475,6 +475,21 @@ def test_attention_explorer_each_control_matches_the_model():
     assert ex.controls["layer"].max == E.load_models("streaming")[ex.controls["model"].value[1]].cfg.n_layer - 1
 
 
+def test_attention_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
+    ex = W.attention_explorer()
+    figure = ex.figure
+    for name, value in [("layer", 0), ("head", 1), ("example", 3), ("head", "mean")]:
+        set_control(ex, name, value)
+        check_attention(ex)  # the title names the layer and head, the numbers match a forward here
+        assert ex.figure is figure  # same layout: repainted, not rebuilt
+        np.testing.assert_array_equal(decoded(ex.png), decoded(plot.figure_png(ex.figure)))
+    fresh = W.attention_explorer(example=3, layer=0, head="mean")
+    np.testing.assert_array_equal(decoded(ex.png), decoded(fresh.png))
+    set_control(ex, "tokens", "1 2 3")  # another length: a new figure
+    assert ex.figure is not figure
+    check_attention(ex)
+
+
 def test_attention_explorer_bad_typed_tokens_show_an_error_not_a_crash():
     ex = W.attention_explorer()
     ex.controls["tokens"].value = "3 x 5"
@@ -542,6 +557,30 @@ def test_cache_explorer_each_control_matches_stream_nll_and_a_full_forward():
     assert f"past the training length (step {E.STREAMING['train_len']})" in ex.figure.axes[3].get_title()
     set_control(ex, "model", "no sink token")
     assert ex.numbers["kept entries"].tolist() == list(range(t + 1))
+
+
+def test_cache_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
+    """Step, layer and head repaint the kept figure (the Play button's frames): the picture is pixel for pixel
+    the full draw of that figure and the picture of an explorer started at the same values, and the titles
+    and step marks say the values the controls hold."""
+    ex = W.cache_explorer(variant="sink token", policy="window", cache=16)
+    figure = ex.figure
+    for name, value in [("step", 41), ("layer", 1), ("head", 2), ("step", 0), ("step", 254)]:
+        set_control(ex, name, value)
+        assert ex.figure is figure  # repainted, not rebuilt
+        v = ex.values
+        slots, _, ax_w, ax_p = ex.figure.axes
+        assert f"step {v['step']} feeds token" in slots.get_title()
+        assert f"layer {v['layer']}, " + ("mean over heads" if v["head"] == "mean" else f"head {v['head']}") \
+            in slots.get_title()
+        assert ax_p.get_title().startswith(f"running perplexity after step {v['step']}: ")
+        assert list(ax_w.lines[1].get_xdata()) == [v["step"]]  # the marker on the weight curve
+        assert list(ax_w.lines[2].get_xdata()) == list(ax_p.lines[2].get_xdata()) == [v["step"]] * 2  # step lines
+        np.testing.assert_array_equal(decoded(ex.png), decoded(plot.figure_png(ex.figure)))
+    fresh = W.cache_explorer(variant="sink token", policy="window", cache=16, step=254, layer=1, head=2)
+    np.testing.assert_array_equal(decoded(ex.png), decoded(fresh.png))
+    set_control(ex, "policy", "sinks")  # another run: a new figure (other curves and marks)
+    assert ex.figure is not figure and ex.numbers["kept entries"][0] == 0
 
 
 def test_cache_explorer_play_button_drives_the_step_slider_in_the_browser():
