@@ -19,7 +19,8 @@ from matplotlib import colormaps
 from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
 
-from globattn_lite import attention, costs, patterns as P, plot
+from globattn_lite import attention, costs, plot
+from globattn_lite import patterns as P
 
 QUIZ = P.causal() & (P.sliding_window(3) | P.sinks(1))
 GIB = 2**30
@@ -278,7 +279,9 @@ def test_plot_softmax_reports_the_sink_share_and_only_real_entropies():
     full = np.r_[share, w]
     H_full, H_plain = -(full * np.log(full)).sum(), -(p * np.log(p)).sum()
     (label,) = [t for t in legend_texts(ax) if t.startswith("with sink")]
-    assert label == f"with sink (logit 1): keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats, max {w.max():.3f}"
+    assert label == (
+        f"with sink (logit 1): keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats, max {w.max():.3f}"
+    )
     assert f"keys renormalised = the softmax (H {H_plain:.3f})" in ax.get_title()
     artefact = -(w * np.log(w)).sum()  # the entropy of sub-normalised weights: never shown
     assert f"{artefact:.3f}" not in " ".join(legend_texts(ax)) + ax.get_title()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import math
 import re
 import subprocess
 import sys
@@ -24,7 +23,10 @@ from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from globattn_lite import costs, experiments as E, patterns as P, plot, widgets as W
+from globattn_lite import costs, plot
+from globattn_lite import experiments as E
+from globattn_lite import patterns as P
+from globattn_lite import widgets as W
 from globattn_lite.attention import local_global_pattern
 from globattn_lite.tasks import MarkovSource
 
@@ -300,7 +302,7 @@ def test_kv_budget_explorer_each_control():
     mistral, llama = costs.PRESETS["Mistral-7B"], costs.PRESETS["Llama-2-7B"]
     assert f"dense: {dense_gib(mistral, 32768):.2f} GiB (6 sequences fit)" in title(ex)
     move(ex, "tokens", 8192)
-    assert f"at 8,192 tokens" in title(ex)
+    assert "at 8,192 tokens" in title(ex)
     move(ex, "batch", 4)
     assert f"dense: {dense_gib(mistral, 8192, 4):.2f} GiB" in title(ex)
     move(ex, "dtype", 4)
