@@ -21,7 +21,8 @@ from matplotlib.colors import PowerNorm, to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from globattn_lite import attention, costs, patterns as P, plot
+from globattn_lite import attention, costs, plot
+from globattn_lite import patterns as P
 
 QUIZ = P.causal() & (P.sliding_window(3) | P.sinks(1))
 GIB = 2**30
@@ -155,7 +156,7 @@ def test_given_axes_inside_a_subfigure_return_the_root_figure():
         ((QUIZ,), ValueError, 'n \\(the sequence length'),  # Pattern without n
         ((QUIZ, 0), ValueError, 'n must be >= 1'),
         ((QUIZ, 8.0), TypeError, 'n must be a whole number'),
-        ((np.ones((3, 3), dtype=bool), 4), ValueError, "n must match the mask's size 3"),  # n disagrees with the mask
+        ((np.ones((3, 3), dtype=bool), 4), ValueError, r"pattern_or_mask must have shape \(N, N\) = \(4, 4\)"),
         ((np.ones((3, 3)), None), TypeError, 'pattern_or_mask must be a boolean array'),  # not boolean
         ((np.ones((3, 4), dtype=bool), None), ValueError, 'pattern_or_mask must be square'),  # not square
         (("causal", 8), TypeError, 'pattern_or_mask must be a Pattern'),
@@ -167,9 +168,16 @@ def test_plot_mask_rejects_bad_input(args, error, words):
         plot.plot_mask(*args)
 
 
-@pytest.mark.parametrize("query", [-1, 8, 2.0])
-def test_plot_mask_rejects_bad_query(query):
-    with pytest.raises((ValueError, TypeError), match="query"):
+@pytest.mark.parametrize(
+    "query, error, words",
+    [
+        (-1, ValueError, "query must be >= 0, got -1"),
+        (8, ValueError, "query must be <= 7, got 8"),
+        (2.0, TypeError, r"query must be a whole number \(int\), got 2\.0"),
+    ],
+)
+def test_plot_mask_rejects_bad_query(query, error, words):
+    with pytest.raises(error, match=words):
         plot.plot_mask(QUIZ, 8, query=query)
 
 
@@ -273,7 +281,9 @@ def test_plot_softmax_reports_the_sink_share_and_only_real_entropies():
     full = np.r_[share, w]
     H_full, H_plain = -(full * np.log(full)).sum(), -(p * np.log(p)).sum()
     (label,) = [t for t in legend_texts(ax) if t.startswith("with sink")]
-    assert label == f"with sink (logit 1): keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats, max {w.max():.3f}"
+    assert label == (
+        f"with sink (logit 1): keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats, max {w.max():.3f}"
+    )
     assert f"keys renormalised = the softmax (H {H_plain:.3f})" in ax.get_title()
     artefact = -(w * np.log(w)).sum()  # the entropy of sub-normalised weights: never shown
     assert f"{artefact:.3f}" not in " ".join(legend_texts(ax)) + ax.get_title()
@@ -352,10 +362,15 @@ def test_plot_receptive_field_mask_input_n1_and_never():
     assert "key 0 -> query 7: never" in ax.get_title()
 
 
-@pytest.mark.parametrize("args, kwargs, words", [((QUIZ, 8, 0), {}, "layers must be >= 1"),
-                                                 ((QUIZ, 0, 2), {}, "n must be >= 1"),
-                                                 ((QUIZ, 8, 2), {"query": 8}, "query must be <= 7"),
-                                                 ((np.ones((3, 3), dtype=bool), 4, 1), {}, "n must match")])
+@pytest.mark.parametrize(
+    "args, kwargs, words",
+    [
+        ((QUIZ, 8, 0), {}, "layers must be >= 1, got 0"),
+        ((QUIZ, 0, 2), {}, "n must be >= 1, got 0"),
+        ((QUIZ, 8, 2), {"query": 8}, "query must be <= 7, got 8"),
+        ((np.ones((3, 3), dtype=bool), 4, 1), {}, r"pattern_or_mask must have shape \(N, N\) = \(4, 4\), got \(3, 3\)"),
+    ],
+)
 def test_plot_receptive_field_rejects_bad_input(args, kwargs, words):
     with pytest.raises(ValueError, match=words):
         plot.plot_receptive_field(*args, **kwargs)
@@ -439,13 +454,13 @@ def test_plot_kv_budget_stacks_precision_and_trained_context():
 @pytest.mark.parametrize(
     "kwargs, error, words",
     [
-        (dict(stacks=[None] * 32), TypeError, 'stacks must be a dict'),
-        (dict(stacks={"x": [None] * 3}), ValueError, 'needs 32 layers'),
-        (dict(bytes_per_element=0), ValueError, 'bytes_per_element'),
-        (dict(preset="GPT-9"), ValueError, 'preset must be one of'),
+        (dict(stacks=[None] * 32), TypeError, r"stacks must be a dict \{label: stack\}"),
+        (dict(stacks={"x": [None] * 3}), ValueError, "a stack for Mistral-7B needs 32 layers, got 3"),
+        (dict(bytes_per_element=0), ValueError, "bytes_per_element must be >= 1, got 0"),
+        (dict(preset="GPT-9"), ValueError, r"preset must be one of \[.*\], got 'GPT-9'"),
         (dict(preset=7), TypeError, 'preset must be a ModelPreset'),
         (dict(max_tokens=0), ValueError, 'max_tokens must be >= 1'),
-        (dict(policies=("dense", "lru")), ValueError, 'policies must be one of'),
+        (dict(policies=("dense", "lru")), ValueError, r"policies must be one of \[.*\], got 'lru'"),
         (dict(policies=()), ValueError, 'policies must be a non-empty sequence'),
         (dict(batch=0), ValueError, 'batch must be >= 1'),
         (dict(budget_bytes=-1.0), ValueError, 'budget_bytes must be > 0'),
@@ -498,8 +513,8 @@ def test_plot_scaling_without_memory_and_with_axes():
     "table, error, words",
     [
         ([], ValueError, 'table must have at least one row'),
-        ({"n": [1], "method": ["a"]}, ValueError, "missing \\['seconds'\\]"),
-        ({"n": [1, 2], "method": ["a"], "seconds": [1.0]}, ValueError, 'must all have the same length'),
+        ({"n": [1], "method": ["a"]}, ValueError, r"table must have the columns .*; missing \['seconds'\]"),
+        ({"n": [1, 2], "method": ["a"], "seconds": [1.0]}, ValueError, "table's columns must all have the same length"),
         ([{"n": 4, "method": "a", "seconds": 0.0}], ValueError, "table\\[0\\]\\['seconds'\\] must be > 0"),
         ([{"n": 4, "method": 3, "seconds": 1.0}], TypeError, "table\\[0\\]\\['method'\\] must be a string"),
         ([(4, "a", 1.0)], TypeError, 'table\\[0\\] must be a dict'),
@@ -580,17 +595,17 @@ def test_model_attention_drawing_update_draws_what_a_fresh_figure_draws():
 @pytest.mark.parametrize(
     "change, error, words",
     [
-        (lambda w, m: (w, m[:-1, :-1]), ValueError, "one shape"),
-        (lambda w, m: (w + (~m) * 0.1, m), ValueError, "0 on every pair the mask forbids"),
-        (lambda w, m: (-w, m), ValueError, "non-negative"),
-        (lambda w, m: (w, m.astype(int)), TypeError, "mask"),
+        (lambda w, m: (w, m[:-1, :-1]), ValueError, "weights and mask must both be square and of one shape"),
+        (lambda w, m: (w + (~m) * 0.1, m), ValueError, "weights must be 0 on every pair the mask forbids"),
+        (lambda w, m: (-w, m), ValueError, "weights must be non-negative, got a minimum of"),
+        (lambda w, m: (w, m.astype(int)), TypeError, r"mask must be a boolean array .* or a Pattern, got dtype int64"),
     ],
 )
 def test_plot_model_attention_rejects_bad_input(change, error, words):
     w, mask = band_global_weights(8)
     with pytest.raises(error, match=words):
         plot.plot_model_attention(*change(w, mask))
-    with pytest.raises(ValueError, match="query"):
+    with pytest.raises(ValueError, match="query must be <= 7, got 8"):
         plot.plot_model_attention(w, mask, query=8)
 
 
@@ -658,10 +673,18 @@ def test_plot_cache_step_many_slots_drop_the_labels():
 @pytest.mark.parametrize(
     "change, error, words",
     [
-        (lambda a: (a[0][:-1],) + a[1:], ValueError, "one length"),
-        (lambda a: a[:3] + (99,) + a[4:], ValueError, "step"),
-        (lambda a: a[:4] + (a[4][:-1],) + a[5:], ValueError, "one value per step"),
-        (lambda a: a[:5] + (np.r_[a[5][:-1], np.nan],) + a[6:], ValueError, "finite"),
+        (
+            lambda a: (a[0][:-1],) + a[1:],
+            ValueError,
+            "slot_tokens, slot_positions and slot_weights must be 1-D, non-empty and of one length, got 7, 8, 8",
+        ),
+        (lambda a: a[:3] + (99,) + a[4:], ValueError, "step must be <= 19, got 99"),
+        (
+            lambda a: a[:4] + (a[4][:-1],) + a[5:],
+            ValueError,
+            r"first_weight, policy_ppl and reference_ppl must have one value per step, got lengths \[19, 20, 20\]",
+        ),
+        (lambda a: a[:5] + (np.r_[a[5][:-1], np.nan],) + a[6:], ValueError, "policy_ppl must be finite"),
     ],
 )
 def test_plot_cache_step_rejects_bad_input(change, error, words):

@@ -17,15 +17,15 @@ def test_long_range_deterministic_and_brute_force():
     # exactly one fact token, early, far from the end; the query asks for its key
     fact_vocab = task.n_keys * task.n_values
     assert ((ids[:, :-1] < fact_vocab).sum(1) == 1).all()
-    for row, p in zip(ids, pos):
+    for row, p in zip(ids, pos, strict=True):
         assert row[p] // task.n_values == row[-1] - fact_vocab
         assert 2 <= p < 10 and 48 - 1 - p > 2 * 8
 
 
 def test_long_range_validates():
-    with pytest.raises(ValueError, match="fact_stop"):
+    with pytest.raises(ValueError, match="fact_stop must be <= 15, got 20"):
         LongRangeRetrieval(n=16, fact_stop=20)
-    with pytest.raises(TypeError, match="batch"):
+    with pytest.raises(TypeError, match=r"batch must be a whole number \(int\), got 2\.5"):
         LongRangeRetrieval().sample(2.5, seed=0)
 
 
@@ -59,5 +59,5 @@ def test_many_facts_deterministic_and_brute_force():
         facts = ids < fact_vocab
         assert (facts.sum(1) == k).all()
         assert not facts[:, 40 - 1 - 8 :].any()  # no fact within the margin before the query
-    with pytest.raises(AssertionError):  # internal: built by the experiments, so it asserts
+    with pytest.raises(AssertionError, match=r"\(2, 9, ManyFacts\("):  # internal, built by the experiments: asserts
         task.sample(2, 9, seed=0)
