@@ -23,7 +23,8 @@ import time
 
 from matplotlib.figure import Figure
 
-from globattn_lite import plot, widgets as W
+from globattn_lite import plot
+from globattn_lite import widgets as W
 
 
 def latency(explorer, name, values, repeats):

@@ -126,7 +126,7 @@ class Pattern:
                 f"got {other!r} of type {type(other).__name__}"
             )
 
-    def _combine(self, other, op: str, prec: int, fn) -> "Pattern":
+    def _combine(self, other, op: str, prec: int, fn) -> Pattern:
         self._require_pattern(other, op)
         a, b = self._fn, other._fn
         return Pattern(
@@ -138,10 +138,10 @@ class Pattern:
             needs_length=self._needs_length or other._needs_length,
         )
 
-    def __and__(self, other) -> "Pattern":
+    def __and__(self, other) -> Pattern:
         return self._combine(other, "&", _AND, lambda x, y: x & y)
 
-    def __or__(self, other) -> "Pattern":
+    def __or__(self, other) -> Pattern:
         return self._combine(other, "|", _OR, lambda x, y: x | y)
 
     def __rand__(self, other):  # only reached when the left operand is not a Pattern
@@ -150,7 +150,7 @@ class Pattern:
     def __ror__(self, other):
         self._require_pattern(other, "|")
 
-    def __invert__(self) -> "Pattern":
+    def __invert__(self) -> Pattern:
         a = self._fn
         return Pattern(
             lambda q, k, n: ~a(q, k, n),

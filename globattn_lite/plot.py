@@ -23,7 +23,8 @@ import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib import colormaps, image as mimage
+from matplotlib import colormaps
+from matplotlib import image as mimage
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable

@@ -129,7 +129,7 @@ class LabServer:
             cmd.append("--allow-root")
         return cmd
 
-    def start(self, timeout: float = 60.0) -> "LabServer":
+    def start(self, timeout: float = 60.0) -> LabServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

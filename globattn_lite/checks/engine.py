@@ -15,8 +15,9 @@ import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -559,7 +560,7 @@ class _Run:
             pass
         except KeyboardInterrupt:
             raise
-        except BaseException:  # noqa: BLE001 - hypothesis' own errors (e.g. Flaky) end the run
+        except BaseException:  # hypothesis' own errors (e.g. Flaky) end the run
             if not last:
                 raise
         self.record(label, last[-1] if last else None, PROPERTY_WEIGHT)  # the last: hypothesis' minimal

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from globattn_lite.checks.compare import (_NONE_HINT, _as_array, _compare_int, _fmt, compare_bool_mask,
-                                          compare_whole_number_answer)
+from globattn_lite.checks.compare import (
+    _NONE_HINT,
+    _as_array,
+    _compare_int,
+    _fmt,
+    compare_bool_mask,
+    compare_whole_number_answer,
+)
 from globattn_lite.checks.engine import Case, Spec, warmup
 from globattn_lite.checks.ex1_dense import _ref_causal_mask
 from globattn_lite.checks.inputs import _answer, _grid

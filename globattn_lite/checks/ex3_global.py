@@ -108,12 +108,12 @@ def _receptive_field_capped(mask, layers, cap=10):
 def _longformer_precedence(n, r, g):
     q, k = _grid(n)
     is_global = np.isin(np.arange(n), g)
-    return np.abs(q - k) <= r | is_global[q] | is_global[k]  # noqa: the mistake: | binds tighter than <=
+    return np.abs(q - k) <= r | is_global[q] | is_global[k]  # the deliberate mistake: | binds tighter than <=
 
 
 def _local_global_precedence(n, w, g):
     q, k = _grid(n)
-    return (k <= q) & (q - k < w) | k < g  # noqa: the mistake: | binds tighter than <
+    return (k <= q) & (q - k < w) | k < g  # the deliberate mistake: | binds tighter than <
 
 
 _PRECEDENCE_HINT = ("operator precedence: | and & bind tighter than <, <= and ==, so `a <= r | b` "

@@ -17,15 +17,50 @@ Modules: ``harness`` (training loop, checkpoints, run metadata), one module per 
 """
 
 from .harness import CHECKPOINT_DIR, EXAMPLES, TEST_SEED, lr_factor, save_checkpoint, train
-from .long_range import (LOCALITY, LONG_RANGE, SECOND_SEED, attention_locality, evaluate_attention_locality,
-                         evaluate_long_range, kept_attention_share, long_range_runs, long_range_variants,
-                         top_keys_share, train_long_range)
-from .memory import (MEMORY, active_slots_mask, evaluate_memory, memory_mask, memory_pattern, memory_slot_usage,
-                     question_global_pattern, train_memory)
-from .registry import (EXPERIMENTS, EXPLORED, Experiment, explorer_example, load_models, load_results, main,
-                       results_table)
-from .streaming import (STREAMING, attention_mass, evaluate_streaming, running_perplexity, stream_nll, stream_steps,
-                        stream_trace, streaming_sinks, train_streaming)
+from .long_range import (
+                         LOCALITY,
+                         LONG_RANGE,
+                         SECOND_SEED,
+                         attention_locality,
+                         evaluate_attention_locality,
+                         evaluate_long_range,
+                         kept_attention_share,
+                         long_range_runs,
+                         long_range_variants,
+                         top_keys_share,
+                         train_long_range,
+)
+from .memory import (
+                         MEMORY,
+                         active_slots_mask,
+                         evaluate_memory,
+                         memory_mask,
+                         memory_pattern,
+                         memory_slot_usage,
+                         question_global_pattern,
+                         train_memory,
+)
+from .registry import (
+                         EXPERIMENTS,
+                         EXPLORED,
+                         Experiment,
+                         explorer_example,
+                         load_models,
+                         load_results,
+                         main,
+                         results_table,
+)
+from .streaming import (
+                         STREAMING,
+                         attention_mass,
+                         evaluate_streaming,
+                         running_perplexity,
+                         stream_nll,
+                         stream_steps,
+                         stream_trace,
+                         streaming_sinks,
+                         train_streaming,
+)
 
 __all__ = [
     "CHECKPOINT_DIR", "EXAMPLES", "EXPERIMENTS", "EXPLORED", "Experiment", "LOCALITY", "LONG_RANGE", "MEMORY",

@@ -91,7 +91,7 @@ class Reply:
         return self.status == "ok"
 
     @classmethod
-    def from_message(cls, message: dict) -> "Reply":
+    def from_message(cls, message: dict) -> Reply:
         if message.get("timeout"):
             return cls("timeout", done=int(message.get("done") or 0))
         if message.get("error"):
