@@ -176,10 +176,10 @@ def main() -> None:
         f"| {'mem dense':>9} {'mem local':>9} {'mem flex':>9}"
     )
     for n in sizes:
-        d, l, f = ("dense", n), ("local", n), ("flex", n)
+        dense, local, flex = ("dense", n), ("local", n), ("flex", n)
         print(
-            f"{n:>6} | {ms(d)} {ms(l)} {ms(f)} | {ratio(d, l):>11} {ratio(l, f):>10} "
-            f"| {mib(d):>9} {mib(l):>9} {mib(f):>9}"
+            f"{n:>6} | {ms(dense)} {ms(local)} {ms(flex)} | {ratio(dense, local):>11} {ratio(local, flex):>10} "
+            f"| {mib(dense):>9} {mib(local):>9} {mib(flex):>9}"
         )
     top, half = sizes[-1], sizes[-2]
     print()

@@ -7,8 +7,9 @@ For each case a control is flipped between two values; the time runs from the as
 (an observer on ``image.value`` stamps it). Prints the median over the repeats, the target
 (100 ms for n <= 256, 300 ms for n = 1024; 100 ms for the other explorers, whose figures are
 small; for the trained-model explorers n is the positions drawn: 1 + 64 for the attention explorer,
-a stream of 256 for the cache explorer) and the ratio median / target (<= 1 meets it), and the ratio to drawing a blank figure
-to PNG in the same run, which says how much of the time is matplotlib's fixed cost.
+a stream of 256 for the cache explorer) and the ratio median / target (<= 1 meets it), and the
+ratio to drawing a blank figure to PNG in the same run, which says how much of the time is
+matplotlib's fixed cost.
 The machine's load average is printed too: on a shared 2-core laptop it moves every number, so
 the process's CPU time over the same span is printed next to the wall time ("cpu ms": what
 the wall time would be if nothing else were running). "met" judges the wall time.
@@ -70,7 +71,10 @@ def cases():
     out = []
     for n in (64, 256, 1024):
         target = 0.1 if n <= 256 else 0.3
-        make = lambda n=n: W.mask_explorer(n=n, family="window + sinks", window=8, global_tokens=4)
+
+        def make(n=n):
+            return W.mask_explorer(n=n, family="window + sinks", window=8, global_tokens=4)
+
         out.append(("mask_explorer", n, "query", [n // 2, n - 1], target, make))
         out.append(("mask_explorer", n, "window", [8, 16], target, make))
         out.append(("mask_explorer", n, "family", ["BigBird", "band + global"], target, make))
@@ -78,11 +82,15 @@ def cases():
     out.append(("receptive_field_explorer", 64, "layers", [3, 4], 0.1, lambda: W.receptive_field_explorer(n=64)))
     out.append(("kv_budget_explorer", "-", "tokens", [32768, 65536], 0.1, lambda: W.kv_budget_explorer()))
     # the trained-model explorers: a model forward per new input, precomputed runs per cache step
-    attention = lambda: W.attention_explorer()  # band + global token model, 1 + 64 positions
+    def attention():  # band + global token model, 1 + 64 positions
+        return W.attention_explorer()
+
     out.append(("attention_explorer", 65, "layer", [0, 1], 0.1, attention))
     out.append(("attention_explorer", 65, "head", [0, "mean"], 0.1, attention))
     out.append(("attention_explorer", 65, "example", [0, 1], 0.1, attention))  # a new forward each time
-    cache = lambda: W.cache_explorer(variant="sink token", policy="window", cache=16)
+    def cache():
+        return W.cache_explorer(variant="sink token", policy="window", cache=16)
+
     out.append(("cache_explorer", 256, "step", [40, 41], 0.1, cache))  # what the Play button moves
     out.append(("cache_explorer", 256, "layer", [0, 1], 0.1, cache))
     return out

@@ -231,7 +231,8 @@ def layer_stack_pairs(layers, tokens) -> int:
 
 
 def describe_stack(layers) -> str:
-    """A short description such as ``"40 x window 1,024 + 8 x full"`` (counts of each layer kind, in first-seen order)."""
+    """A short description such as ``"40 x window 1,024 + 8 x full"`` (counts of each layer kind,
+    in first-seen order)."""
     stack = _stack_arg(layers)
     counts = {}
     for layer in stack:
@@ -354,7 +355,8 @@ class ModelPreset:
         """
         entries = int(self.kv_entries_per_layer(tokens, policy, window, sinks).sum())
         batch = int_arg("batch", batch, minimum=1)
-        return _whole_bytes(entries * batch * self.kv_elements_per_token_layer, _bytes_per_element_arg(bytes_per_element))
+        elements = entries * batch * self.kv_elements_per_token_layer
+        return _whole_bytes(elements, _bytes_per_element_arg(bytes_per_element))
 
     def stack_problems(self, layers) -> list:
         """Layers where ``layers`` (a stack for this model) would keep what the model cannot attend to.
@@ -368,7 +370,7 @@ class ModelPreset:
         if len(stack) != self.layers:
             raise ValueError(f"a stack for {self.name} needs {self.layers} layers, got {len(stack)}")
         problems = []
-        for i, (own, layer) in enumerate(zip(self.native_stack, stack)):
+        for i, (own, layer) in enumerate(zip(self.native_stack, stack, strict=True)):
             if own is None:
                 continue
             if layer is None:
@@ -391,7 +393,8 @@ class ModelPreset:
             )
         entries = int(layer_stack_entries(layers, tokens).sum())
         batch = int_arg("batch", batch, minimum=1)
-        return _whole_bytes(entries * batch * self.kv_elements_per_token_layer, _bytes_per_element_arg(bytes_per_element))
+        elements = entries * batch * self.kv_elements_per_token_layer
+        return _whole_bytes(elements, _bytes_per_element_arg(bytes_per_element))
 
     def beyond_context(self, tokens) -> bool:
         """True when ``tokens`` exceeds ``max_context`` (the model was never trained that long)."""

@@ -145,7 +145,8 @@ def count_regions(nb) -> int:
 def build_exercise(solution_nb, name: str = "notebook"):
     """The exercise notebook for a solution notebook (a new object; the input is unchanged)."""
     if not isinstance(solution_nb, nbformat.NotebookNode):
-        raise TypeError(f"solution_nb must be a notebook read with nbformat (version 4), got {type(solution_nb).__name__}")
+        raise TypeError(
+            f"solution_nb must be a notebook read with nbformat (version 4), got {type(solution_nb).__name__}")
     nb = copy.deepcopy(solution_nb)
     if count_regions(nb) == 0:
         raise MarkerError(f"{name}: no '{BEGIN}' regions: is this a solution notebook?")
@@ -313,7 +314,8 @@ extra=()
 if [ -d "$ROOT/source/instructor_tests" ]; then extra+=(--tests "$ROOT/source/instructor_tests"); fi
 if [ -f "$ROOT/source/points.json" ]; then extra+=(--points "$ROOT/source/points.json"); fi
 if ! "$PYTHON" -m globattn_lite.grade "$ROOT/submission" --format gradescope \\
-        --out "$ROOT/results/results.json" --seed-salt "globattn-lite-gradescope/$STUDENT" ${extra[@]+"${extra[@]}"}; then
+        --out "$ROOT/results/results.json" --seed-salt "globattn-lite-gradescope/$STUDENT" \\
+        ${extra[@]+"${extra[@]}"}; then
     "$PYTHON" -c 'import json, sys
 json.dump({"score": 0.0, "output": "the grader failed on this submission; please contact the course staff",
            "tests": []}, open(sys.argv[1], "w"))' "$ROOT/results/results.json"

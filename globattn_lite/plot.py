@@ -264,8 +264,8 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
 
     Up to n = 64 every cell is drawn with grid lines. Above MAX_CELLS (256) tokens, blocks
     of b x b tokens become one cell coloured by the fraction of allowed pairs in it, so at
-    most 256 x 256 cells are drawn (n = 4096 uses 16 x 16 blocks, about one screen pixel each); the highlighted query row
-    then paints the blocks that contain at least one key of G.
+    most 256 x 256 cells are drawn (n = 4096 uses 16 x 16 blocks, about one screen pixel each);
+    the highlighted query row then paints the blocks that contain at least one key of G.
     """
     mask, n = _mask_arg(pattern_or_mask, n)
     query = _query_arg(query, n)
@@ -855,7 +855,9 @@ class CacheStepDrawing:
         self.update(slot_tokens, slot_positions, slot_weights, step, curves[0], current_slot, title)
         # what an update changes, in draw order: the slot panel and its colour bar, then in each curve
         # panel what is drawn after its ticks (lines, spines, title); the perplexity curves stay
-        tail = lambda a, lines: [*lines, *[m for m in marks if m.axes is a], *a.spines.values(), a.title]
+        def tail(a, lines):
+            return [*lines, *[m for m in marks if m.axes is a], *a.spines.values(), a.title]
+
         self._layers = _LayeredPNG(self.figure, [
             ax, cax, *tail(ax_w, [self.first_line, self.marker, self.step_lines[0]]),
             *tail(ax_p, [self.step_lines[1]])])
@@ -956,7 +958,7 @@ def _scaling_rows(table):
         if len(set(lengths.values())) != 1:
             raise ValueError(f"table's columns must all have the same length, got {lengths}")
         keys = list(table)
-        rows = [dict(zip(keys, values)) for values in zip(*(table[k] for k in keys))]
+        rows = [dict(zip(keys, values, strict=True)) for values in zip(*(table[k] for k in keys), strict=True)]
     elif isinstance(table, Sequence) and not isinstance(table, str):
         rows = list(table)
         for i, row in enumerate(rows):

@@ -20,8 +20,9 @@ redraw builds a standalone ``matplotlib.figure.Figure`` (never pyplot), renders 
 bytes with the Agg canvas, and *assigns* the bytes to the Image widget, all under a lock;
 no ``with out:`` and no ``plt.show()``. The two trained-model explorers keep their Figure while
 its layout fits and repaint only what a control changes (``plot.CacheStepDrawing``,
-``plot.ModelAttentionDrawing``): a redraw from scratch took longer than the 100 ms a slider allows. The course also installs a JupyterLab settings override
-(``commsOverSubshells: "disabled"``) so callbacks run on the main thread.
+``plot.ModelAttentionDrawing``): a redraw from scratch took longer than the 100 ms a slider
+allows. The course also installs a JupyterLab settings override (``commsOverSubshells:
+"disabled"``) so callbacks run on the main thread.
 
 A redraw that fails (a combination the pattern rejects, say BigBird with a single block)
 does not crash and is not swallowed: the message shows in red above the last good figure,
@@ -71,8 +72,9 @@ class Explorer(widgets.VBox):
     keep controls consistent (a query slider's max follows n, unused controls are disabled);
     ``change`` is the traitlets change that triggered the redraw, or None. ``draw`` may also
     return ``(figure, numbers)``: the dict ``numbers`` is kept as ``.numbers``; instead of a Figure,
-    a drawing with ``.figure`` and ``.png()`` (a figure repainted in place, e.g. ``plot.CacheStepDrawing``). ``extras``: widgets
-    laid out after the controls but not observed (a Play button linked to a slider in the browser).
+    a drawing with ``.figure`` and ``.png()`` (a figure repainted in place, e.g.
+    ``plot.CacheStepDrawing``). ``extras``: widgets laid out after the controls but not observed
+    (a Play button linked to a slider in the browser).
     """
 
     def __init__(self, title, controls, draw, sync=None, extras=()):
@@ -515,12 +517,13 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
     Loads every experiment of ``experiments`` found in ``checkpoint_dir`` (default: the shipped
     checkpoints) with ``experiments.load_models``; the variants are whatever the checkpoints hold
     (default: ``experiment``'s variant whose key 0 the most queries may read). The input is test
-    input ``example`` of the experiment's evaluation (``experiments.explorer_example``) or typed token ids (``tokens``, e.g. ``"3 17 5"``; empty = the
-    example). The heatmap shows the weights of ``layer`` (default: the last) and ``head`` under the
-    variant's mask (masked pairs grey), the scored query's row outlined, prepended tokens dashed;
-    beside it the numbers in ``.numbers``: the scored row's weight on key 0 and on the prepended
-    tokens, key 0's mean weight over the queries allowed to see it, the row's entropy, and the
-    prediction with its probability. Returns an :class:`Explorer`.
+    input ``example`` of the experiment's evaluation (``experiments.explorer_example``) or typed
+    token ids (``tokens``, e.g. ``"3 17 5"``; empty = the example). The heatmap shows the weights
+    of ``layer`` (default: the last) and ``head`` under the variant's mask (masked pairs grey), the
+    scored query's row outlined, prepended tokens dashed; beside it the numbers in ``.numbers``:
+    the scored row's weight on key 0 and on the prepended tokens, key 0's mean weight over the
+    queries allowed to see it, the row's entropy, and the prediction with its probability.
+    Returns an :class:`Explorer`.
     """
     E = _experiments()
     import torch
@@ -598,7 +601,8 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
         numbers[f"query {q}, entropy"] = (
             f"{softmax_tools.entropy(row[mask[q]] / row[mask[q]].sum()):.3f} nats over its {allowed} keys "
             f"(uniform: ln {allowed} = {np.log(allowed):.3f})")
-        numbers["key 0, mean weight"] = f"{w[seen_by, 0].mean():.3f} over the {int(seen_by.sum())} queries that may read it"
+        numbers["key 0, mean weight"] = (
+            f"{w[seen_by, 0].mean():.3f} over the {int(seen_by.sum())} queries that may read it")
         numbers["prediction"] = f"{predicted} (p = {probs[predicted]:.3f})"
         if case["answer"] is not None:
             verdict = "right" if predicted == case["answer"] else "wrong"
@@ -731,8 +735,9 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
                                         policy=name.split(",")[0], reference=f"recompute (last {v['cache']})",
                                         title=title)
             drawn.update(run=run_key, drawing=fig)
-        numbers = {"step": t, "kept entries": kept, "slot of each position": [r["layout"].ring_slot(int(e)) for e in kept],
-                   "weights": w, "weight on position 0": float(w[0]), "running ppl": float(r["ppl"][t]),
+        numbers = {"step": t, "kept entries": kept,
+                   "slot of each position": [r["layout"].ring_slot(int(e)) for e in kept], "weights": w,
+                   "weight on position 0": float(w[0]), "running ppl": float(r["ppl"][t]),
                    "running ppl, recompute": float(r["reference"][t]), "first eviction": evicted}
         return fig, numbers
 

@@ -509,7 +509,7 @@ class NotebookPage:
         finally:
             self.cell(index).locator("button:has(.fa-pause)").first.click()
         after_sliders = self.state(index)["sliders"]
-        moved = [(b, a) for b, a in zip(before_sliders, after_sliders) if a["now"] != b["now"]]
+        moved = [(b, a) for b, a in zip(before_sliders, after_sliders, strict=True) if a["now"] != b["now"]]
         assert moved, f"cell {index}: Play changed the picture but no slider moved: {after_sliders}"
         return moved[0]
 

@@ -53,7 +53,8 @@ class Settings:
     def owner_and_name(self) -> str:
         m = re.fullmatch(r"https://github\.com/([^/\s]+/[^/\s]+?)/?", self.repository)
         if not m:
-            raise ValueError(f"[project.urls] Repository must be https://github.com/OWNER/NAME, got {self.repository!r}")
+            raise ValueError(
+                f"[project.urls] Repository must be https://github.com/OWNER/NAME, got {self.repository!r}")
         return m[1]
 
 
@@ -115,7 +116,8 @@ def setup_source(settings: Settings, path: str) -> str:
         f'    _repository, _branch = "{settings.repository}", "{settings.branch}"\n'
         '    _course = os.path.join(os.path.expanduser("~"), "globattn-lite")\n'
         "    if not os.path.isdir(_course):\n"
-        '        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", _branch, _repository, _course],\n'
+        '        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", _branch, '
+        "_repository, _course],\n"
         "                       check=True)\n"
         "        # The package's dependencies are lower bounds that Colab's torch and numpy already meet.\n"
         '        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _course], check=True)\n'

@@ -79,7 +79,7 @@ def _same(a, b) -> bool:
         return a is None and b is None
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b) \
             and any(isinstance(x, np.ndarray) for x in (*a, *b)):
-        return all(_same(x, y) for x, y in zip(a, b))
+        return all(_same(x, y) for x, y in zip(a, b, strict=True))
     arr_a, arr_b = _as_array(a), _as_array(b)
     if arr_a is not None and arr_b is not None:
         if arr_a.shape != arr_b.shape or (arr_a.dtype == np.bool_) != (arr_b.dtype == np.bool_):

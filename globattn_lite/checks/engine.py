@@ -326,7 +326,8 @@ class Spec:
             text = _fmt(value, 300).replace("\n", "\n" + " " * (len(name) + 1))  # align rows under "name="
             return f"{name}={text}"
 
-        parts = [one(n, v) for n, v in zip(self.argnames, case.args)]
+        # a case may pass the later arguments by keyword: its positional ones name a prefix of argnames
+        parts = [one(n, v) for n, v in zip(self.argnames, case.args, strict=False)]
         parts += [one(n, v) for n, v in case.kwargs.items()]
         text = ", ".join(parts)
         if "\n" in text:  # masks: one argument per line
@@ -492,7 +493,7 @@ class _Run:
         Several mistakes can agree on a tiny input, so the mistake matching the most failing
         inputs wins; a failure it does not explain gets the first mistake that does."""
         matches: dict[int, list[int]] = {}  # mistake index -> ids of failures it explains
-        for i, (hint, wrong) in enumerate(self.spec.mistakes):
+        for i, (_hint, wrong) in enumerate(self.spec.mistakes):
             for key, (case, got, expected, error_kind) in self.wrong_answers.items():
                 try:
                     with warnings.catch_warnings(), np.errstate(all="ignore"):

@@ -125,7 +125,7 @@ def _train_runs(names, jobs, **kwargs) -> dict:
     from functools import partial
 
     with multiprocessing.get_context("spawn").Pool(min(jobs, len(names))) as pool:
-        return dict(zip(names, pool.map(partial(_train_run, **kwargs), names, chunksize=1)))
+        return dict(zip(names, pool.map(partial(_train_run, **kwargs), names, chunksize=1), strict=True))
 
 
 def long_range_measured(config, seed) -> str:

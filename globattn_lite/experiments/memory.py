@@ -282,7 +282,7 @@ def memory_table(results) -> str:
     r = results
     lines = ["| g | " + " | ".join(f"k={k}" for k in r["ks"]) + " | pairs per layer | KV entries |",
              "|---|" + "---|" * (len(r["ks"]) + 2)]
-    for g, accs, pairs, kv in zip(r["globals"], r["accuracy"], r["pairs_per_layer"], r["kv_entries"]):
+    for g, accs, pairs, kv in zip(r["globals"], r["accuracy"], r["pairs_per_layer"], r["kv_entries"], strict=True):
         lines.append(f"| {g} | " + " | ".join(f"{100 * a:.1f}%" for a in accs) + f" | {pairs:,} | {kv} |")
     lines.append("| one-fact curve | " + " | ".join(f"{100 * a:.1f}%" for a in r["one_fact"]) + " | | |")
     q = r["question_global"]

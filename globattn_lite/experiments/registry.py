@@ -87,7 +87,8 @@ def main(argv=None):
                                      description="Tiny-model experiments on global tokens: train, save checkpoints, "
                                      "evaluate them again.")
     parser.add_argument("name", choices=list(EXPERIMENTS))
-    parser.add_argument("--quick", action="store_true", help="a few steps per model (20, or 8 per memory stage), written to a temporary folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few steps per model (20, or 8 per memory stage), written to a temporary folder")
     parser.add_argument("--out", default=None, help="output folder (default: the package's checkpoints/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

@@ -65,7 +65,7 @@ def _train_models(seed, steps, progress=True):
             rng = np.random.default_rng(seed * 1_000_000 + step)
             rows = rng.integers(0, streams.shape[0], c["batch"])
             starts = rng.integers(0, streams.shape[1] - c["train_len"] + 1, c["batch"])
-            ids = torch.stack([streams[r, s : s + c["train_len"]] for r, s in zip(rows, starts)])
+            ids = torch.stack([streams[r, s : s + c["train_len"]] for r, s in zip(rows, starts, strict=True)])
             return _lm_nll(model, ids[:, g:]).mean()  # the sink token replaces the window's first slot
 
         t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def load_instructor_checks(directory: Path) -> tuple[dict[str, list], dict[str, 
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the instructor's file raises is a usage error
             raise ValueError(f"--tests: {path} failed to import: {type(exc).__name__}: {exc}") from None
         set_name = getattr(module, "EXERCISE_SET", None)
         if set_name is not None and set_name not in EXERCISE_SETS:

@@ -141,6 +141,8 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
         replies.write(line)
         replies.flush()
 
+    # The closures made in this loop (for exec, kind and call) are run at once by _call_with_alarm,
+    # within the same iteration: the loop variables they read are this request's (hence noqa: B023).
     while True:
         raw = requests.readline()
         if not raw:
@@ -152,8 +154,10 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
                 label = request["label"]
                 done = [0]
                 try:
-                    _call_with_alarm(request["timeout"], lambda: _run_statements(
-                        request["source"], label, namespace, request.get("stop_after"), done))
+                    _call_with_alarm(
+                        request["timeout"],
+                        lambda: _run_statements(request["source"], label, namespace, request.get("stop_after"), done),  # noqa: B023
+                    )
                     reply({"id": rid, "ok": True, "done": done[0]})
                 except _Timeout:
                     reply({"id": rid, "timeout": True, "done": done[0]})
@@ -166,7 +170,7 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
                 elif callable(namespace[name]):
                     reply({"id": rid, "kind": "callable"})
                 else:
-                    value = _call_with_alarm(request["timeout"], lambda: encode(namespace[name]))
+                    value = _call_with_alarm(request["timeout"], lambda: encode(namespace[name]))  # noqa: B023
                     reply({"id": rid, "kind": "value", "value": value})
             elif op == "call":
                 fn = namespace.get(request["name"])
@@ -176,8 +180,8 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
                 watch = _callguard.CourseCodeWatch(course_dirs)
 
                 def call():
-                    with watch:
-                        return fn(*args, **kwargs)
+                    with watch:  # noqa: B023
+                        return fn(*args, **kwargs)  # noqa: B023
 
                 try:
                     result = _call_with_alarm(request["timeout"], call)
