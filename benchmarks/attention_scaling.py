@@ -104,7 +104,9 @@ def peak_memory(method: str, n: int) -> float | None:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     result = subprocess.run(
         [sys.executable, __file__, "--memory-probe", method, str(n), "--threads", str(torch.get_num_threads())],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if result.returncode != 0:
         print(f"  (memory probe {method} N={n} failed: {result.stderr.strip().splitlines()[-1:]})")
@@ -197,6 +199,7 @@ def main() -> None:
 
 def print_targets(times, mems) -> None:
     """The targets of the issue, each with the number from this run."""
+
     def verdict(ok):
         return "met" if ok else "MISSED"
 

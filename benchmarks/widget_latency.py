@@ -34,8 +34,7 @@ def latency(explorer, name, values, repeats):
     CPU = this process's CPU time over the same span: what the wall time would be on an idle machine.
     """
     stamps = []
-    explorer.image.observe(lambda change: stamps.append((time.perf_counter(), time.process_time())),
-                           names="value")
+    explorer.image.observe(lambda change: stamps.append((time.perf_counter(), time.process_time())), names="value")
     control = explorer.controls[name]
     times, cpu = [], []
     for i in range(repeats + 1):  # the first change warms caches and is not counted
@@ -81,6 +80,7 @@ def cases():
     out.append(("softmax_explorer", 16, "temperature", [1.0, 2.0], 0.1, lambda: W.softmax_explorer(keys=16)))
     out.append(("receptive_field_explorer", 64, "layers", [3, 4], 0.1, lambda: W.receptive_field_explorer(n=64)))
     out.append(("kv_budget_explorer", "-", "tokens", [32768, 65536], 0.1, lambda: W.kv_budget_explorer()))
+
     # the trained-model explorers: a model forward per new input, precomputed runs per cache step
     def attention():  # band + global token model, 1 + 64 positions
         return W.attention_explorer()
@@ -88,6 +88,7 @@ def cases():
     out.append(("attention_explorer", 65, "layer", [0, 1], 0.1, attention))
     out.append(("attention_explorer", 65, "head", [0, "mean"], 0.1, attention))
     out.append(("attention_explorer", 65, "example", [0, 1], 0.1, attention))  # a new forward each time
+
     def cache():
         return W.cache_explorer(variant="sink token", policy="window", cache=16)
 
@@ -105,8 +106,10 @@ def main():
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"cores: {os.cpu_count()}, load average (1 min): {load:.1f}, repeats: {args.repeats}")
     print(f"blank figure to PNG: {blank * 1e3:.0f} ms (median)\n")
-    header = (f"{'explorer':<26}{'n':>6}  {'control':<12}{'median ms':>10}{'cpu ms':>8}{'target ms':>10}"
-              f"{'/ target':>9}{'/ blank':>8}  met")
+    header = (
+        f"{'explorer':<26}{'n':>6}  {'control':<12}{'median ms':>10}{'cpu ms':>8}{'target ms':>10}"
+        f"{'/ target':>9}{'/ blank':>8}  met"
+    )
     print(header)
     print("-" * len(header))
     all_met = True
@@ -114,8 +117,10 @@ def main():
         seconds, cpu = latency(make(), control, values, args.repeats)
         met = seconds <= target
         all_met &= met
-        print(f"{name:<26}{n!s:>6}  {control:<12}{seconds * 1e3:>10.0f}{cpu * 1e3:>8.0f}{target * 1e3:>10.0f}"
-              f"{seconds / target:>9.2f}{seconds / blank:>8.1f}  {'yes' if met else 'NO'}")
+        print(
+            f"{name:<26}{n!s:>6}  {control:<12}{seconds * 1e3:>10.0f}{cpu * 1e3:>8.0f}{target * 1e3:>10.0f}"
+            f"{seconds / target:>9.2f}{seconds / blank:>8.1f}  {'yes' if met else 'NO'}"
+        )
     print("\nall targets met" if all_met else "\nsome targets NOT met (see the rows marked NO)")
 
 

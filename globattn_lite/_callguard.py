@@ -71,8 +71,11 @@ def changed_arguments(before: tuple, after: tuple, names) -> list[str]:
     ``(args, kwargs)``); positional arguments are named from ``names`` (else ``#i``)."""
     (args_b, kwargs_b), (args_a, kwargs_a) = before, after
     names = list(names)
-    changed = [names[i] if i < len(names) else f"#{i}"
-               for i, (x, y) in enumerate(zip(args_b, args_a, strict=True)) if not _identical(x, y)]
+    changed = [
+        names[i] if i < len(names) else f"#{i}"
+        for i, (x, y) in enumerate(zip(args_b, args_a, strict=True))
+        if not _identical(x, y)
+    ]
     changed += [k for k in kwargs_b if not _identical(kwargs_b[k], kwargs_a.get(k))]
     return changed
 

@@ -73,8 +73,22 @@ def build(out: Path) -> Path:
     stage(staging, settings)
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going", "-c", str(ROOT / "docs"),
-           "-d", str(ROOT / "_build" / "site-doctrees"), str(staging), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-q",
+        "-W",
+        "--keep-going",
+        "-c",
+        str(ROOT / "docs"),
+        "-d",
+        str(ROOT / "_build" / "site-doctrees"),
+        str(staging),
+        str(out),
+    ]
     subprocess.run(cmd, check=True, cwd=ROOT)
     (out / ".nojekyll").write_text("")  # GitHub Pages: serve _static/ and _images/ as they are
     index = out / "index.html"

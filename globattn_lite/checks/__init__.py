@@ -85,9 +85,23 @@ from globattn_lite.checks.engine import (
     specs,
 )
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_TIMEOUT", "EXERCISE_SETS", "PROPERTY_WEIGHT", "USES_COURSE_CODE", "Case",
-           "CheckResult", "Failure", "IsolatedCandidate", "Outcome", "Spec", "check", "exercise_sets",
-           "run_check", "specs"]
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_TIMEOUT",
+    "EXERCISE_SETS",
+    "PROPERTY_WEIGHT",
+    "USES_COURSE_CODE",
+    "Case",
+    "CheckResult",
+    "Failure",
+    "IsolatedCandidate",
+    "Outcome",
+    "Spec",
+    "check",
+    "exercise_sets",
+    "run_check",
+    "specs",
+]
 
 
 def __getattr__(name):

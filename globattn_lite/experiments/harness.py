@@ -32,8 +32,19 @@ def lr_factor(step, steps, warmup=50, cosine=False) -> float:
     return factor * 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else factor
 
 
-def train(model, batch_loss, steps, lr=2e-3, desc="train", progress=True, stop=None, check_every=100,
-          warmup=50, cosine=False, schedule_steps=None):
+def train(
+    model,
+    batch_loss,
+    steps,
+    lr=2e-3,
+    desc="train",
+    progress=True,
+    stop=None,
+    check_every=100,
+    warmup=50,
+    cosine=False,
+    schedule_steps=None,
+):
     """AdamW with a linear warm-up (and optionally a cosine decay over ``schedule_steps``, default
     ``steps``, see ``lr_factor``). ``batch_loss(step) -> loss`` builds the step's batch.
 
@@ -157,5 +168,6 @@ def typed_tokens(tokens, vocab_size, max_len) -> np.ndarray:
         raise ValueError(f"tokens must hold 2 to {max_len} ids for this model, got {len(ids)}")
     if ids.min() < 0 or ids.max() >= vocab_size:
         raise ValueError(
-            f"token ids must be in 0..{vocab_size - 1} (the model's vocabulary), got {ids.min()}..{ids.max()}")
+            f"token ids must be in 0..{vocab_size - 1} (the model's vocabulary), got {ids.min()}..{ids.max()}"
+        )
     return ids.astype(np.int64)[None, :]

@@ -57,11 +57,13 @@ def load_instructor_checks(directory: Path) -> tuple[dict[str, list], dict[str, 
             fn = getattr(module, attr)
             if not (attr.startswith("check_") and callable(fn)):
                 continue
-            name = attr[len("check_"):]
+            name = attr[len("check_") :]
             if name not in shipped:
                 if set_name is None:
-                    raise ValueError(f"--tests: {path}: {attr} checks {name!r}, which the course does not "
-                                     "ship; set EXERCISE_SET = '<set>' in that file to add it")
+                    raise ValueError(
+                        f"--tests: {path}: {attr} checks {name!r}, which the course does not "
+                        "ship; set EXERCISE_SET = '<set>' in that file to add it"
+                    )
                 extra[name] = set_name
             checks.setdefault(name, []).append((f"{path.name}:{attr}", fn))
     return checks, extra

@@ -94,8 +94,11 @@ def _hide_the_installed_package(hidden: list[str]) -> None:
     public copy only."""
     hidden = {os.path.realpath(p) for p in hidden}
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") not in hidden]
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
-                        and "editable" not in type(f).__name__.lower()]
+    sys.meta_path[:] = [
+        f
+        for f in sys.meta_path
+        if "editable" not in type(f).__module__.lower() and "editable" not in type(f).__name__.lower()
+    ]
     sys.path_importer_cache.clear()
 
 
@@ -130,14 +133,21 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
         def __getattr__(self, name):
             return noop
 
-    namespace = {"__name__": "__main__", "__builtins__": builtins, "check": noop, "display": noop,
-                 "get_ipython": NoIPython}
+    namespace = {
+        "__name__": "__main__",
+        "__builtins__": builtins,
+        "check": noop,
+        "display": noop,
+        "get_ipython": NoIPython,
+    }
 
     def reply(message: dict) -> None:
         line = json.dumps(message).encode() + b"\n"
         if len(line) > MAX_LINE_BYTES:
-            line = json.dumps({"id": message.get("id"), "ok": True,
-                               "value": {"__opaque__": "reply too large"}}).encode() + b"\n"
+            line = (
+                json.dumps({"id": message.get("id"), "ok": True, "value": {"__opaque__": "reply too large"}}).encode()
+                + b"\n"
+            )
         replies.write(line)
         replies.flush()
 
