@@ -104,7 +104,9 @@ def peak_memory(method: str, n: int) -> float | None:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     result = subprocess.run(
         [sys.executable, __file__, "--memory-probe", method, str(n), "--threads", str(torch.get_num_threads())],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if result.returncode != 0:
         print(f"  (memory probe {method} N={n} failed: {result.stderr.strip().splitlines()[-1:]})")
@@ -176,10 +178,10 @@ def main() -> None:
         f"| {'mem dense':>9} {'mem local':>9} {'mem flex':>9}"
     )
     for n in sizes:
-        d, l, f = ("dense", n), ("local", n), ("flex", n)
+        dense, local, flex = ("dense", n), ("local", n), ("flex", n)
         print(
-            f"{n:>6} | {ms(d)} {ms(l)} {ms(f)} | {ratio(d, l):>11} {ratio(l, f):>10} "
-            f"| {mib(d):>9} {mib(l):>9} {mib(f):>9}"
+            f"{n:>6} | {ms(dense)} {ms(local)} {ms(flex)} | {ratio(dense, local):>11} {ratio(local, flex):>10} "
+            f"| {mib(dense):>9} {mib(local):>9} {mib(flex):>9}"
         )
     top, half = sizes[-1], sizes[-2]
     print()
@@ -197,6 +199,7 @@ def main() -> None:
 
 def print_targets(times, mems) -> None:
     """The targets of the issue, each with the number from this run."""
+
     def verdict(ok):
         return "met" if ok else "MISSED"
 

@@ -30,8 +30,8 @@ version = release = SETTINGS.version
 
 extensions = ["myst_nb", "sphinx-mathjax-offline"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
-nb_execution_mode = "off"          # the committed outputs are the course's, from a real run
-nb_ipywidgets_js = {}              # no widget manager from a CDN: the static PNG is shown
+nb_execution_mode = "off"  # the committed outputs are the course's, from a real run
+nb_ipywidgets_js = {}  # no widget manager from a CDN: the static PNG is shown
 nb_mime_priority_overrides = [("html", WIDGET_VIEW, None)]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
@@ -47,7 +47,7 @@ html_theme_options = {
     "path_to_docs": "",
     "use_repository_button": True,
     "use_issues_button": True,
-    "use_download_button": False,   # the sources are not copied: the repository button has them
+    "use_download_button": False,  # the sources are not copied: the repository button has them
     "launch_buttons": {
         "binderhub_url": "https://mybinder.org",
         "colab_url": "https://colab.research.google.com",

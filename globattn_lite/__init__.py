@@ -2,7 +2,8 @@
 
 Layers only look down:
 
-    patterns (numpy)  ->  attention, softmax_tools, costs  ->  tiny / experiments (torch), plot (matplotlib)  ->  widgets (ipywidgets)
+    patterns (numpy)  ->  attention, softmax_tools, costs  ->  tiny / experiments (torch), plot (matplotlib)
+                      ->  widgets (ipywidgets)
 
 Import the submodule you need (``from globattn_lite import patterns``); this package
 imports nothing heavy on its own, so ``import globattn_lite`` stays fast and needs no display.

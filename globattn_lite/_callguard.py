@@ -57,7 +57,7 @@ def _identical(a, b) -> bool:
             return False
         return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
     if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b))
+        return type(a) is type(b) and len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
     try:
@@ -71,8 +71,11 @@ def changed_arguments(before: tuple, after: tuple, names) -> list[str]:
     ``(args, kwargs)``); positional arguments are named from ``names`` (else ``#i``)."""
     (args_b, kwargs_b), (args_a, kwargs_a) = before, after
     names = list(names)
-    changed = [names[i] if i < len(names) else f"#{i}"
-               for i, (x, y) in enumerate(zip(args_b, args_a)) if not _identical(x, y)]
+    changed = [
+        names[i] if i < len(names) else f"#{i}"
+        for i, (x, y) in enumerate(zip(args_b, args_a, strict=True))
+        if not _identical(x, y)
+    ]
     changed += [k for k in kwargs_b if not _identical(kwargs_b[k], kwargs_a.get(k))]
     return changed
 

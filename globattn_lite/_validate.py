@@ -14,9 +14,7 @@ def int_arg(name: str, value, *, minimum: int | None = None, maximum: int | None
     Booleans are rejected (``True`` is not a size). NumPy integers are accepted.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{name} must be a whole number (int), got {value!r} of type {type(value).__name__}"
-        )
+        raise TypeError(f"{name} must be a whole number (int), got {value!r} of type {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")

@@ -63,23 +63,16 @@ def attention(q, k, v, mask=None):
     k = real_array("k", k, min_ndim=2, finite=True)
     v = real_array("v", v, min_ndim=2, finite=True)
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k must have the same last dimension d, got q {q.shape} and k {k.shape}"
-        )
+        raise ValueError(f"q and k must have the same last dimension d, got q {q.shape} and k {k.shape}")
     if q.shape[-1] == 0 or k.shape[-2] == 0:
-        raise ValueError(
-            f"q and k need a key dimension d >= 1 and k at least one key, got q {q.shape} and k {k.shape}"
-        )
+        raise ValueError(f"q and k need a key dimension d >= 1 and k at least one key, got q {q.shape} and k {k.shape}")
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"k and v must have the same number of keys m (axis -2), got k {k.shape} and v {v.shape}"
-        )
+        raise ValueError(f"k and v must have the same number of keys m (axis -2), got k {k.shape} and v {v.shape}")
     try:
         lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except ValueError:
         raise ValueError(
-            f"the leading (batch) dimensions of q, k and v must broadcast, got q {q.shape}, "
-            f"k {k.shape}, v {v.shape}"
+            f"the leading (batch) dimensions of q, k and v must broadcast, got q {q.shape}, k {k.shape}, v {v.shape}"
         ) from None
     n, d, m = q.shape[-2], q.shape[-1], k.shape[-2]
 
@@ -164,9 +157,7 @@ def local_global_pattern(window=None, sinks=0, global_tokens=0, causal=True, *, 
     Give ``window`` or ``radius``, once. Terms with a zero count are left out of the formula
     (they add no pair).
     """
-    window, sinks, global_tokens, causal = _check_local_global_args(
-        window, sinks, global_tokens, causal, radius=radius
-    )
+    window, sinks, global_tokens, causal = _check_local_global_args(window, sinks, global_tokens, causal, radius=radius)
     if causal:
         local = patterns.sliding_window(window)
         if not sinks:
@@ -201,13 +192,10 @@ def _check_qkv(q, k, v):
     if not q.device == k.device == v.device:
         raise ValueError(f"q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
     if k.shape != q.shape:
-        raise ValueError(
-            f"k must have the same shape as q, got q {tuple(q.shape)} and k {tuple(k.shape)}"
-        )
+        raise ValueError(f"k must have the same shape as q, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if v.shape[:-1] != q.shape[:-1]:
         raise ValueError(
-            "v must match q in every dimension but the last, "
-            f"got q {tuple(q.shape)} and v {tuple(v.shape)}"
+            f"v must match q in every dimension but the last, got q {tuple(q.shape)} and v {tuple(v.shape)}"
         )
 
 

@@ -178,8 +178,12 @@ def _stack_arg(layers) -> tuple:
         if layer is None:
             out.append(None)
         elif isinstance(layer, (tuple, list)) and len(layer) == 2:
-            out.append((int_arg(f"layers[{i}] window W", layer[0], minimum=1),
-                        int_arg(f"layers[{i}] sinks S", layer[1], minimum=0)))
+            out.append(
+                (
+                    int_arg(f"layers[{i}] window W", layer[0], minimum=1),
+                    int_arg(f"layers[{i}] sinks S", layer[1], minimum=0),
+                )
+            )
         elif isinstance(layer, (tuple, list)):
             raise ValueError(f"layers[{i}] must be None, an int W or a pair (W, S), got {layer!r}")
         else:
@@ -231,7 +235,8 @@ def layer_stack_pairs(layers, tokens) -> int:
 
 
 def describe_stack(layers) -> str:
-    """A short description such as ``"40 x window 1,024 + 8 x full"`` (counts of each layer kind, in first-seen order)."""
+    """A short description such as ``"40 x window 1,024 + 8 x full"`` (counts of each layer kind,
+    in first-seen order)."""
     stack = _stack_arg(layers)
     counts = {}
     for layer in stack:
@@ -287,11 +292,13 @@ class ModelPreset:
         assert self.heads % self.kv_heads == 0, f"{self.name}: heads must be a multiple of kv_heads"
         assert 0 <= self.local_layers <= self.layers and self.global_every >= 2, self.name
         if self.global_every == 2:  # alternating local/global, local first
-            assert self.local_layers in (0, self.layers) or self.local_layers <= (self.layers + 1) // 2, \
+            assert self.local_layers in (0, self.layers) or self.local_layers <= (self.layers + 1) // 2, (
                 f"{self.name}: local_layers"
+            )
         else:  # every global_every-th layer global
-            assert self.local_layers in (0, self.layers, self.layers - self.layers // self.global_every), \
+            assert self.local_layers in (0, self.layers, self.layers - self.layers // self.global_every), (
                 f"{self.name}: local_layers with global_every={self.global_every}"
+            )
         assert self.sliding_window is None or self.sliding_window >= 1, f"{self.name}: sliding_window"
         assert self.sliding_window is not None or not self.local_layers, f"{self.name}: needs a sliding_window"
         optional = (self.max_context, self.kv_latent_dim, self.parameters, self.active_parameters)
@@ -354,7 +361,8 @@ class ModelPreset:
         """
         entries = int(self.kv_entries_per_layer(tokens, policy, window, sinks).sum())
         batch = int_arg("batch", batch, minimum=1)
-        return _whole_bytes(entries * batch * self.kv_elements_per_token_layer, _bytes_per_element_arg(bytes_per_element))
+        elements = entries * batch * self.kv_elements_per_token_layer
+        return _whole_bytes(elements, _bytes_per_element_arg(bytes_per_element))
 
     def stack_problems(self, layers) -> list:
         """Layers where ``layers`` (a stack for this model) would keep what the model cannot attend to.
@@ -368,14 +376,16 @@ class ModelPreset:
         if len(stack) != self.layers:
             raise ValueError(f"a stack for {self.name} needs {self.layers} layers, got {len(stack)}")
         problems = []
-        for i, (own, layer) in enumerate(zip(self.native_stack, stack)):
+        for i, (own, layer) in enumerate(zip(self.native_stack, stack, strict=True)):
             if own is None:
                 continue
             if layer is None:
                 problems.append(f"layer {i}: full attention, but the model's layer sees only the last {own:,} keys")
             elif layer[0] > own or layer[1]:
-                problems.append(f"layer {i}: keeps {layer[1]} sinks + {layer[0]:,} recent, "
-                                f"but the model's layer sees only the last {own:,} keys")
+                problems.append(
+                    f"layer {i}: keeps {layer[1]} sinks + {layer[0]:,} recent, "
+                    f"but the model's layer sees only the last {own:,} keys"
+                )
         return problems
 
     def stack_kv_bytes(self, layers, tokens, batch=1, bytes_per_element=2, retrained=False) -> int:
@@ -391,7 +401,8 @@ class ModelPreset:
             )
         entries = int(layer_stack_entries(layers, tokens).sum())
         batch = int_arg("batch", batch, minimum=1)
-        return _whole_bytes(entries * batch * self.kv_elements_per_token_layer, _bytes_per_element_arg(bytes_per_element))
+        elements = entries * batch * self.kv_elements_per_token_layer
+        return _whole_bytes(elements, _bytes_per_element_arg(bytes_per_element))
 
     def beyond_context(self, tokens) -> bool:
         """True when ``tokens`` exceeds ``max_context`` (the model was never trained that long)."""
@@ -564,8 +575,10 @@ PRESETS: dict[str, ModelPreset] = {
             kv_heads=8,
             head_dim=64,
             sliding_window=128,
-            layer_pattern=("24 layers alternating banded (W=128) and full, banded first: 12 + 12; a learned sink "
-                           "logit per head (no cached token); mixture of experts"),
+            layer_pattern=(
+                "24 layers alternating banded (W=128) and full, banded first: 12 + 12; a learned sink "
+                "logit per head (no cached token); mixture of experts"
+            ),
             source=(
                 "Hugging Face openai/gpt-oss-20b config.json: num_hidden_layers=24, num_attention_heads=64, "
                 "num_key_value_heads=8, head_dim=64, sliding_window=128, layer_types alternating "
@@ -585,8 +598,10 @@ PRESETS: dict[str, ModelPreset] = {
             kv_heads=128,
             head_dim=128,
             sliding_window=None,
-            layer_pattern=("61 global layers with multi-head latent attention: per token and layer one latent of "
-                           "512 + a 64-dim RoPE key, shared by all 128 heads; mixture of experts"),
+            layer_pattern=(
+                "61 global layers with multi-head latent attention: per token and layer one latent of "
+                "512 + a 64-dim RoPE key, shared by all 128 heads; mixture of experts"
+            ),
             source=(
                 "Hugging Face deepseek-ai/DeepSeek-V3 config.json: num_hidden_layers=61, num_attention_heads=128, "
                 "num_key_value_heads=128, kv_lora_rank=512, qk_rope_head_dim=64, qk_nope_head_dim=128, "
@@ -624,8 +639,17 @@ def _blocks(entries: int, block_size) -> int:
     return entries if block_size is None else -(-entries // block_size) * block_size
 
 
-def kv_pool_bytes(preset, own_tokens, sequences, prefix_tokens=0, tenants=1, stack=None, bytes_per_element=2,
-                  block_size=None, retrained=False) -> int:
+def kv_pool_bytes(
+    preset,
+    own_tokens,
+    sequences,
+    prefix_tokens=0,
+    tenants=1,
+    stack=None,
+    bytes_per_element=2,
+    block_size=None,
+    retrained=False,
+) -> int:
     """KV bytes for ``tenants`` tenants, each running ``sequences`` sequences that start with one shared
     prefix of ``prefix_tokens`` tokens (a system prompt, a contract asked about many times) and then add
     ``own_tokens`` tokens each.
@@ -655,15 +679,21 @@ def kv_pool_bytes(preset, own_tokens, sequences, prefix_tokens=0, tenants=1, sta
     return _whole_bytes(tenants * entries * per_entry, _bytes_per_element_arg(bytes_per_element))
 
 
-def max_concurrent_sequences(budget_bytes, preset, own_tokens, prefix_tokens=0, stack=None, bytes_per_element=2,
-                             block_size=None, retrained=False) -> int:
+def max_concurrent_sequences(
+    budget_bytes, preset, own_tokens, prefix_tokens=0, stack=None, bytes_per_element=2, block_size=None, retrained=False
+) -> int:
     """The most sequences of one tenant that fit ``budget_bytes`` of KV cache: the shared prefix
     (``kv_pool_bytes`` with 0 sequences) once, then ``floor(rest / bytes of one more sequence)``.
     Reserving the maximum length is ``own_tokens = max_tokens``; paged allocation at an expected
     length is ``own_tokens = expected`` with a ``block_size``."""
     budget = _budget_arg(budget_bytes)
-    args = dict(prefix_tokens=prefix_tokens, stack=stack, bytes_per_element=bytes_per_element,
-                block_size=block_size, retrained=retrained)
+    args = dict(
+        prefix_tokens=prefix_tokens,
+        stack=stack,
+        bytes_per_element=bytes_per_element,
+        block_size=block_size,
+        retrained=retrained,
+    )
     shared = kv_pool_bytes(preset, own_tokens, 0, **args)
     per_sequence = kv_pool_bytes(preset, own_tokens, 1, **args) - shared
     if budget < shared:
@@ -692,8 +722,9 @@ def prefill_flops(preset, tokens, stack=None, retrained=False) -> float:
     return 2.0 * _active_parameters(preset) * n + 4.0 * preset.head_dim * preset.heads * layer_stack_pairs(layers, n)
 
 
-def decode_bytes_per_token(preset, tokens, stack=None, bytes_per_parameter=2, bytes_per_element=2, batch=1,
-                           retrained=False) -> float:
+def decode_bytes_per_token(
+    preset, tokens, stack=None, bytes_per_parameter=2, bytes_per_element=2, batch=1, retrained=False
+) -> float:
     """Bytes one decoding step reads for a batch of ``batch`` sequences at ``tokens`` tokens: the
     active weights once (``active_parameters * bytes_per_parameter``) plus every sequence's whole KV cache."""
     layers = _preset_stack(preset, stack, retrained)
@@ -734,8 +765,9 @@ class Hardware:
         """Seconds to prefill ``tokens`` tokens: ``prefill_flops / (peak_flops * flops_utilisation)``."""
         return prefill_flops(preset, tokens, stack, retrained) / (self.peak_flops * self.flops_utilisation)
 
-    def tokens_per_second(self, preset, tokens, stack=None, bytes_per_parameter=2, bytes_per_element=2, batch=1,
-                          retrained=False) -> float:
+    def tokens_per_second(
+        self, preset, tokens, stack=None, bytes_per_parameter=2, bytes_per_element=2, batch=1, retrained=False
+    ) -> float:
         """Tokens per second for each of ``batch`` sequences at ``tokens`` tokens of context:
         ``bandwidth * bandwidth_utilisation / decode_bytes_per_token``."""
         step = decode_bytes_per_token(preset, tokens, stack, bytes_per_parameter, bytes_per_element, batch, retrained)

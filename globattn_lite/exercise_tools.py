@@ -78,13 +78,12 @@ def _raise_stub(hint: str, indent: str) -> list[str]:
     pieces = textwrap.wrap(hint, width=max(30, 84 - len(indent)), drop_whitespace=False)
     if len(pieces) == 1:
         return [f"{indent}raise NotImplementedError({hint!r})"]
-    return ([f"{indent}raise NotImplementedError("]
-            + [f"{indent}    {piece!r}" for piece in pieces] + [f"{indent})"])
+    return [f"{indent}raise NotImplementedError("] + [f"{indent}    {piece!r}" for piece in pieces] + [f"{indent})"]
 
 
 def _stub(region: list[str], indent: str, where: str) -> list[str]:
     """The exercise lines that replace one solution region."""
-    hints = [line.strip()[len(HINT):].strip() for line in region if line.strip().startswith(HINT)]
+    hints = [line.strip()[len(HINT) :].strip() for line in region if line.strip().startswith(HINT)]
     code = [line for line in region if not line.strip().startswith(HINT)]
     if not hints or not all(hints):
         raise MarkerError(f"{where}: a solution region needs a non-empty '{HINT} ...' line")
@@ -136,16 +135,16 @@ def exercise_source(source: str, where: str = "cell") -> str:
 
 def count_regions(nb) -> int:
     return sum(
-        line.strip() == BEGIN
-        for cell in nb.cells if cell.cell_type == "code"
-        for line in cell.source.split("\n")
+        line.strip() == BEGIN for cell in nb.cells if cell.cell_type == "code" for line in cell.source.split("\n")
     )
 
 
 def build_exercise(solution_nb, name: str = "notebook"):
     """The exercise notebook for a solution notebook (a new object; the input is unchanged)."""
     if not isinstance(solution_nb, nbformat.NotebookNode):
-        raise TypeError(f"solution_nb must be a notebook read with nbformat (version 4), got {type(solution_nb).__name__}")
+        raise TypeError(
+            f"solution_nb must be a notebook read with nbformat (version 4), got {type(solution_nb).__name__}"
+        )
     nb = copy.deepcopy(solution_nb)
     if count_regions(nb) == 0:
         raise MarkerError(f"{name}: no '{BEGIN}' regions: is this a solution notebook?")
@@ -224,10 +223,11 @@ def _nbgrader_source(source: str, where: str) -> str:
         if marker == BEGIN:
             region, indent = [], line[: len(line) - len(line.lstrip())]
         elif marker == END:
-            hints = [x.strip()[len(HINT):].strip() for x in region if x.strip().startswith(HINT)]
+            hints = [x.strip()[len(HINT) :].strip() for x in region if x.strip().startswith(HINT)]
             code = [x for x in region if not x.strip().startswith(HINT)]
-            out += textwrap.wrap(" ".join(hints), width=88, initial_indent=f"{indent}# Hint: ",
-                                 subsequent_indent=f"{indent}#       ")
+            out += textwrap.wrap(
+                " ".join(hints), width=88, initial_indent=f"{indent}# Hint: ", subsequent_indent=f"{indent}#       "
+            )
             if not indent:  # the answers start as None, as in the exercise notebook
                 out += [x for x in _stub(region, "", where) if not x.startswith("#")]
             out += [f"{indent}{BEGIN}", *code, f"{indent}{END}"]
@@ -247,8 +247,13 @@ def nbgrader_notebook(solution_nb, name: str = "notebook", points: dict[str, flo
     nb = copy.deepcopy(solution_nb)
     points = points or {}
     for index, cell in enumerate(nb.cells):
-        meta = {"schema_version": 3, "grade_id": f"{name}-cell-{index}", "locked": True,
-                "solution": False, "grade": False}
+        meta = {
+            "schema_version": 3,
+            "grade_id": f"{name}-cell-{index}",
+            "locked": True,
+            "solution": False,
+            "grade": False,
+        }
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -259,11 +264,14 @@ def nbgrader_notebook(solution_nb, name: str = "notebook", points: dict[str, flo
                 meta.update(locked=False, solution=True)
             elif checks and all(m and m.group(1) in specs() for m in checks):
                 # free-text answers are worth 0 here: they are read, not autograded
-                worth = {m.group(1): 0.0 if specs()[m.group(1)].free_text else float(points.get(m.group(1), 1.0))
-                         for m in checks}
+                worth = {
+                    m.group(1): 0.0 if specs()[m.group(1)].free_text else float(points.get(m.group(1), 1.0))
+                    for m in checks
+                }
                 if sum(worth.values()) > 0:
-                    calls = [f'check("{m.group(1)}", {m.group(2)}).points_out_of({worth[m.group(1)]:g})'
-                             for m in checks]
+                    calls = [
+                        f'check("{m.group(1)}", {m.group(2)}).points_out_of({worth[m.group(1)]:g})' for m in checks
+                    ]
                     cell.source = calls[0] if len(calls) == 1 else "(\n    " + "\n    + ".join(calls) + "\n)"
                     meta.update(grade=True, points=sum(worth.values()), grade_id=f"check-{checks[0].group(1)}")
         cell.metadata["nbgrader"] = meta
@@ -313,7 +321,8 @@ extra=()
 if [ -d "$ROOT/source/instructor_tests" ]; then extra+=(--tests "$ROOT/source/instructor_tests"); fi
 if [ -f "$ROOT/source/points.json" ]; then extra+=(--points "$ROOT/source/points.json"); fi
 if ! "$PYTHON" -m globattn_lite.grade "$ROOT/submission" --format gradescope \\
-        --out "$ROOT/results/results.json" --seed-salt "globattn-lite-gradescope/$STUDENT" ${extra[@]+"${extra[@]}"}; then
+        --out "$ROOT/results/results.json" --seed-salt "globattn-lite-gradescope/$STUDENT" \\
+        ${extra[@]+"${extra[@]}"}; then
     "$PYTHON" -c 'import json, sys
 json.dump({"score": 0.0, "output": "the grader failed on this submission; please contact the course staff",
            "tests": []}, open(sys.argv[1], "w"))' "$ROOT/results/results.json"
@@ -381,6 +390,7 @@ def release(repo: Path, target: Path, instructor: bool, tests_dir: Path | None =
     def ignore(folder, names):
         private = [] if instructor or Path(folder) != package else [n for n in names if n in _INSTRUCTOR_ONLY]
         return _ignore_caches(folder, names) + private
+
     shutil.copytree(package, target / "globattn_lite", ignore=ignore)
     if tests_dir is not None:
         if not instructor:
@@ -397,28 +407,39 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m globattn_lite.exercise_tools",
         description="Generate exercises/ from solutions/ (solution regions become stubs), check that "
-                    "exercises/ is up to date, export for nbgrader or Gradescope, or make a release. "
-                    "Run from the repository root.")
-    parser.add_argument("command", choices=["build", "check", "nbgrader", "gradescope-zip", "release"],
-                        help="build: write exercises/; check: exit 1 if exercises/ is stale; nbgrader OUT; "
-                             "gradescope-zip OUT.zip; release --student DIR | --instructor DIR")
-    parser.add_argument("target", nargs="?", type=Path, default=None,
-                        help="nbgrader: output folder; gradescope-zip: the .zip to write")
-    parser.add_argument("--solutions", type=Path, default=Path("solutions"),
-                        help="folder of solution notebooks (default: ./solutions)")
-    parser.add_argument("--exercises", type=Path, default=Path("exercises"),
-                        help="folder of exercise notebooks (default: ./exercises)")
-    parser.add_argument("--points", type=Path, default=None,
-                        help="nbgrader, gradescope-zip: JSON {exercise name: points} (default 1 each)")
-    parser.add_argument("--tests", type=Path, default=None,
-                        help="gradescope-zip, release --instructor: a folder of instructor checks")
+        "exercises/ is up to date, export for nbgrader or Gradescope, or make a release. "
+        "Run from the repository root.",
+    )
+    parser.add_argument(
+        "command",
+        choices=["build", "check", "nbgrader", "gradescope-zip", "release"],
+        help="build: write exercises/; check: exit 1 if exercises/ is stale; nbgrader OUT; "
+        "gradescope-zip OUT.zip; release --student DIR | --instructor DIR",
+    )
+    parser.add_argument(
+        "target", nargs="?", type=Path, default=None, help="nbgrader: output folder; gradescope-zip: the .zip to write"
+    )
+    parser.add_argument(
+        "--solutions", type=Path, default=Path("solutions"), help="folder of solution notebooks (default: ./solutions)"
+    )
+    parser.add_argument(
+        "--exercises", type=Path, default=Path("exercises"), help="folder of exercise notebooks (default: ./exercises)"
+    )
+    parser.add_argument(
+        "--points",
+        type=Path,
+        default=None,
+        help="nbgrader, gradescope-zip: JSON {exercise name: points} (default 1 each)",
+    )
+    parser.add_argument(
+        "--tests", type=Path, default=None, help="gradescope-zip, release --instructor: a folder of instructor checks"
+    )
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--student", type=Path, default=None, help="release: folder for the learners' release")
     who.add_argument("--instructor", type=Path, default=None, help="release: folder for the instructors' release")
     args = parser.parse_args(argv)
     if not args.solutions.is_dir() or not any(args.solutions.glob("*.ipynb")):
-        parser.error(f"no solution notebooks in {args.solutions}/ (run from the repository root "
-                     "or pass --solutions)")
+        parser.error(f"no solution notebooks in {args.solutions}/ (run from the repository root or pass --solutions)")
     if args.command in ("nbgrader", "gradescope-zip") and args.target is None:
         parser.error(f"{args.command} needs an output: {args.command} OUT")
     if args.command == "release" and args.student is None and args.instructor is None:
@@ -444,8 +465,12 @@ def main(argv=None) -> int:
             print(f"wrote {gradescope_zip(_repo_root(args.solutions), args.target, args.tests, args.points)}")
             return 0
         if args.command == "release":
-            target = release(_repo_root(args.solutions), args.student or args.instructor,
-                             instructor=args.instructor is not None, tests_dir=args.tests)
+            target = release(
+                _repo_root(args.solutions),
+                args.student or args.instructor,
+                instructor=args.instructor is not None,
+                tests_dir=args.tests,
+            )
             print(f"wrote {target}")
             return 0
         problems = stale_exercises(args.solutions, args.exercises)

@@ -126,7 +126,7 @@ class Pattern:
                 f"got {other!r} of type {type(other).__name__}"
             )
 
-    def _combine(self, other, op: str, prec: int, fn) -> "Pattern":
+    def _combine(self, other, op: str, prec: int, fn) -> Pattern:
         self._require_pattern(other, op)
         a, b = self._fn, other._fn
         return Pattern(
@@ -138,10 +138,10 @@ class Pattern:
             needs_length=self._needs_length or other._needs_length,
         )
 
-    def __and__(self, other) -> "Pattern":
+    def __and__(self, other) -> Pattern:
         return self._combine(other, "&", _AND, lambda x, y: x & y)
 
-    def __or__(self, other) -> "Pattern":
+    def __or__(self, other) -> Pattern:
         return self._combine(other, "|", _OR, lambda x, y: x | y)
 
     def __rand__(self, other):  # only reached when the left operand is not a Pattern
@@ -150,7 +150,7 @@ class Pattern:
     def __ror__(self, other):
         self._require_pattern(other, "|")
 
-    def __invert__(self) -> "Pattern":
+    def __invert__(self) -> Pattern:
         a = self._fn
         return Pattern(
             lambda q, k, n: ~a(q, k, n),
@@ -162,9 +162,7 @@ class Pattern:
         )
 
     def __bool__(self):
-        raise TypeError(
-            f"a Pattern has no truth value ({self}); combine patterns with & | ~, not and/or/not"
-        )
+        raise TypeError(f"a Pattern has no truth value ({self}); combine patterns with & | ~, not and/or/not")
 
     # ----- evaluation --------------------------------------------------------------------
     @property
@@ -252,8 +250,7 @@ class Pattern:
         """
         if self._needs_length:
             raise ValueError(
-                f"{self} depends on the sequence length, so it has no length-free mask_mod: "
-                f"use mask_mod_for(n)"
+                f"{self} depends on the sequence length, so it has no length-free mask_mod: use mask_mod_for(n)"
             )
         return self._make_mask_mod(None)
 
@@ -402,8 +399,7 @@ def bigbird(block_size, window_blocks=3, global_blocks=2, random_blocks=3, seed=
     window_blocks = int_arg("window_blocks", window_blocks, minimum=1)
     if window_blocks % 2 == 0:
         raise ValueError(
-            f"window_blocks must be odd (the query's block plus the same number each side), "
-            f"got {window_blocks}"
+            f"window_blocks must be odd (the query's block plus the same number each side), got {window_blocks}"
         )
     global_blocks = int_arg("global_blocks", global_blocks, minimum=0)
     random_blocks = int_arg("random_blocks", random_blocks, minimum=0)
@@ -504,9 +500,7 @@ def from_longformer_window(attention_window) -> Pattern:
     """
     a = int_arg("attention_window", attention_window, minimum=1)
     if a % 2:
-        raise ValueError(
-            f"attention_window must be even (HF Longformer splits it in half each side), got {a}"
-        )
+        raise ValueError(f"attention_window must be even (HF Longformer splits it in half each side), got {a}")
     return band(a // 2)
 
 
@@ -565,9 +559,7 @@ def as_torch_mask(pattern_or_mask, n=None, device=None, *, name="pattern_or_mask
 
     if isinstance(pattern_or_mask, torch.Tensor):
         if pattern_or_mask.dtype != torch.bool:
-            raise TypeError(
-                f"{name} must be a bool tensor (True = may attend), got dtype {pattern_or_mask.dtype}"
-            )
+            raise TypeError(f"{name} must be a bool tensor (True = may attend), got dtype {pattern_or_mask.dtype}")
         _mask_shape(name, tuple(pattern_or_mask.shape), n)
         mask = pattern_or_mask
     else:

@@ -23,7 +23,8 @@ import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib import colormaps, image as mimage
+from matplotlib import colormaps
+from matplotlib import image as mimage
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
@@ -140,11 +141,13 @@ def alt_text(fig) -> str:
     for ax in fig.axes:
         if ax.get_label() == "<colorbar>":
             continue
-        kind = ("heatmap" if ax.images else "bar chart" if ax.containers
-                else "line chart" if ax.lines else "chart")
+        kind = "heatmap" if ax.images else "bar chart" if ax.containers else "line chart" if ax.lines else "chart"
         title = "; ".join(" ".join(line.split()) for line in ax.get_title().splitlines() if line.strip())
-        axes = "; ".join(f"{name} axis: {' '.join(label.split())}"
-                         for name, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())) if label)
+        axes = "; ".join(
+            f"{name} axis: {' '.join(label.split())}"
+            for name, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel()))
+            if label
+        )
         parts.append(f"{kind}: {title}." + (f" {axes}." if axes else ""))
     return " ".join(parts) or "empty figure"
 
@@ -188,8 +191,7 @@ def _fit(fig, own, colorbar=False, **extra):
     lines = max(ax.get_title().count("\n") + 1 for ax in fig.axes)
     top = 0.2 + lines * STYLE["title_size"] * 1.25 / 72
     right = 0.95 if colorbar else 0.25
-    fig.subplots_adjust(left=0.8 / width, right=1 - right / width, bottom=0.55 / height,
-                        top=1 - top / height, **extra)
+    fig.subplots_adjust(left=0.8 / width, right=1 - right / width, bottom=0.55 / height, top=1 - top / height, **extra)
 
 
 def _decorate(ax, title, xlabel, ylabel, positions=None):
@@ -263,8 +265,8 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
 
     Up to n = 64 every cell is drawn with grid lines. Above MAX_CELLS (256) tokens, blocks
     of b x b tokens become one cell coloured by the fraction of allowed pairs in it, so at
-    most 256 x 256 cells are drawn (n = 4096 uses 16 x 16 blocks, about one screen pixel each); the highlighted query row
-    then paints the blocks that contain at least one key of G.
+    most 256 x 256 cells are drawn (n = 4096 uses 16 x 16 blocks, about one screen pixel each);
+    the highlighted query row then paints the blocks that contain at least one key of G.
     """
     mask, n = _mask_arg(pattern_or_mask, n)
     query = _query_arg(query, n)
@@ -280,16 +282,15 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
         image, b, norm = mask, 1, Normalize(0, 1)
     m = image.shape[0]
     extent = (-0.5, m * b - 0.5, m * b - 0.5, -0.5)  # in token units whatever the block size
-    im = ax.imshow(image.astype(float), cmap=STYLE["mask_cmap"], norm=norm,
-                   interpolation="nearest", extent=extent)
+    im = ax.imshow(image.astype(float), cmap=STYLE["mask_cmap"], norm=norm, interpolation="nearest", extent=extent)
     if b > 1:
-        _colorbar(fig, im, ax, f"fraction of allowed pairs per {b} x {b} block (power scale)",
-                  ticks=[0, 0.01, 0.1, 0.5, 1])
+        _colorbar(
+            fig, im, ax, f"fraction of allowed pairs per {b} x {b} block (power scale)", ticks=[0, 0.01, 0.1, 0.5, 1]
+        )
     # a two-colour image needs no colour bar (it would cost a quarter of the drawing time)
     xlabel = "key position k" + ("" if b > 1 else "   (yellow: may attend, blue: masked)")
 
-    lines = [_wrap(_name(pattern_or_mask)),
-             f"n={n}: {pairs:,} pairs, density {pairs / n**2:.4g}"]
+    lines = [_wrap(_name(pattern_or_mask)), f"n={n}: {pairs:,} pairs, density {pairs / n**2:.4g}"]
     if query is None:
         lines.append(f"keys per query: {int(counts.min())} to {int(counts.max())}")
     else:
@@ -302,8 +303,7 @@ def plot_mask(pattern_or_mask, n=None, query=None, ax=None):
         overlay[0, row_cells] = to_rgba(HIGHLIGHT, 1.0)
         top = (query // b) * b - 0.5
         ax.imshow(overlay, interpolation="nearest", extent=(-0.5, m * b - 0.5, top + b, top))
-        ax.add_patch(Rectangle((-0.5, top), n, b, fill=False, edgecolor=HIGHLIGHT,
-                               linewidth=1.5, clip_on=False))
+        ax.add_patch(Rectangle((-0.5, top), n, b, fill=False, edgecolor=HIGHLIGHT, linewidth=1.5, clip_on=False))
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylim(n - 0.5, -0.5)
     if 1 < n <= GRID_MAX_N:  # one line collection each way: much faster than minor-tick grids
@@ -355,13 +355,19 @@ def plot_attention(weights, tokens=None, ax=None):
         tokens = [str(t) for t in tokens]
     fig, ax, own = _figure_and_axes(ax)
     top = float(w.max())
-    im = ax.imshow(w, cmap=STYLE["heatmap_cmap"], vmin=0, vmax=top if top > 0 else 1,
-                   interpolation="nearest")
+    im = ax.imshow(w, cmap=STYLE["heatmap_cmap"], vmin=0, vmax=top if top > 0 else 1, interpolation="nearest")
     _colorbar(fig, im, ax, "attention weight")
     if nq * nk <= 144:
         for (q, k), value in np.ndenumerate(w):
-            ax.text(k, q, f"{value:.2f}", ha="center", va="center", fontsize=STYLE["tick_size"] - 1,
-                    color="black" if value > 0.6 * top else "white")
+            ax.text(
+                k,
+                q,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=STYLE["tick_size"] - 1,
+                color="black" if value > 0.6 * top else "white",
+            )
     if tokens is not None:
         _tick_labels(ax.set_xticks, tokens)
         ax.tick_params(axis="x", labelrotation=90)
@@ -369,8 +375,12 @@ def plot_attention(weights, tokens=None, ax=None):
             _tick_labels(ax.set_yticks, tokens)
     zeros = int((w == 0).sum())
     title = f"attention weights: {nq} queries x {nk} keys\nmax weight {top:.3g}, {zeros} zero weights"
-    _decorate(ax, title, "key" + (" token" if tokens else " position k"),
-              "query" + (" token" if tokens is not None and nq == nk else " position q"))
+    _decorate(
+        ax,
+        title,
+        "key" + (" token" if tokens else " position k"),
+        "query" + (" token" if tokens is not None and nq == nk else " position q"),
+    )
     _fit(fig, own, colorbar=True)
     return fig
 
@@ -422,11 +432,13 @@ def _outline_rows(ax, n, g, query):
     """The prepended tokens' row and column in blue dashes, the scored query's row in vermillion."""
     if g:
         for rect in ((-0.5, -0.5, n, g), (-0.5, -0.5, g, n)):
-            ax.add_patch(Rectangle(rect[:2], rect[2], rect[3], fill=False, edgecolor=OKABE_ITO[1],
-                                   linestyle="--", linewidth=1.3))
+            ax.add_patch(
+                Rectangle(rect[:2], rect[2], rect[3], fill=False, edgecolor=OKABE_ITO[1], linestyle="--", linewidth=1.3)
+            )
     if query is not None:
-        ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.6,
-                               clip_on=False))
+        ax.add_patch(
+            Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.6, clip_on=False)
+        )
 
 
 def _attention_ticks(w):
@@ -451,8 +463,7 @@ class ModelAttentionDrawing:
         n = w.shape[0]
         self.layout = (n, g, query, _lines("\n".join(lines)))
         top = _title_top("\n".join(lines), 4.8)
-        self.figure, (ax, cax) = _panel_figure(8.0, 4.8, [(0.07, 0.1, 0.5, top - 0.1),
-                                                          (0.585, 0.1, 0.015, top - 0.1)])
+        self.figure, (ax, cax) = _panel_figure(8.0, 4.8, [(0.07, 0.1, 0.5, top - 0.1), (0.585, 0.1, 0.015, top - 0.1)])
         self.ax = ax
         rgba, norm, cmap = _attention_image(w, mask)
         self.image = ax.imshow(rgba, interpolation="nearest")
@@ -463,8 +474,9 @@ class ModelAttentionDrawing:
         self.colorbar.ax.tick_params(labelsize=STYLE["tick_size"])
         _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
         # the numbers: figure text, no axes (an axes would cost a tenth of the time)
-        self.text = self.figure.text(0.69, top, _numbers_text(numbers), va="top", ha="left",
-                                     fontsize=STYLE["label_size"])
+        self.text = self.figure.text(
+            0.69, top, _numbers_text(numbers), va="top", ha="left", fontsize=STYLE["label_size"]
+        )
         # the heatmap's ticks are drawn after its image, so the whole heatmap is redrawn
         self._layers = _LayeredPNG(self.figure, [ax, cax, self.text])
 
@@ -478,8 +490,10 @@ class ModelAttentionDrawing:
         w, mask, query, g, numbers, lines = _model_attention_args(weights, mask, query, n_global, numbers, title)
         layout = (w.shape[0], g, query, _lines("\n".join(lines)))
         if layout != self.layout:
-            raise ValueError(f"update needs the layout (n, n_global, query, title lines) {self.layout}, got "
-                             f"{layout}; draw a new figure instead")
+            raise ValueError(
+                f"update needs the layout (n, n_global, query, title lines) {self.layout}, got "
+                f"{layout}; draw a new figure instead"
+            )
         rgba, norm, _ = _attention_image(w, mask)
         self.image.set_data(rgba)
         self.mappable.set_clim(norm.vmin, norm.vmax)
@@ -546,8 +560,13 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
         b = float_arg("sink_logit", sink_logit)
         share = softmax_tools.sink_weight(s, b)
         H_full = softmax_tools.entropy(softmax_tools.sink_distribution(s, b))
-        series.append((f"with sink (logit {b:g})", softmax_tools.softmax_with_sink(s, b),
-                       f"keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats"))
+        series.append(
+            (
+                f"with sink (logit {b:g})",
+                softmax_tools.softmax_with_sink(s, b),
+                f"keys get 1 - s = {1 - share:.3f}, H incl. sink = {H_full:.3f} nats",
+            )
+        )
         notes.append(f"sink takes {share:.3f} of the mass; keys renormalised = the softmax (H {H_plain:.3f})")
     evicted = np.zeros(0, dtype=int)
     if keep is not None:
@@ -560,16 +579,22 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
             raise ValueError("keep must keep at least one key: a softmax over no keys is undefined")
         evicted = np.flatnonzero(~keep)
         after = softmax_tools.evict(s, keep)
-        series.append((f"after evicting {len(evicted)} of {n} keys", after,
-                       f"H = {softmax_tools.entropy(after):.3f} nats"))
+        series.append(
+            (f"after evicting {len(evicted)} of {n} keys", after, f"H = {softmax_tools.entropy(after):.3f} nats")
+        )
         notes.append(f"kept weights grow x{softmax_tools.eviction_renormalisation(s, keep):.3f}")
 
     fig, ax, own = _figure_and_axes(ax)
     x = np.arange(n)
     width = 0.8 / len(series)
     for i, (label, w, stats) in enumerate(series):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, w, width, label=f"{label}: {stats}, max {w.max():.3f}",
-               color=OKABE_ITO[i + 1])
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            w,
+            width,
+            label=f"{label}: {stats}, max {w.max():.3f}",
+            color=OKABE_ITO[i + 1],
+        )
     top = max(float(w.max()) for _, w, _ in series)
     left = -0.6
     if share is not None:  # the sink's share, its own bar (a patch, not one of the key series)
@@ -613,22 +638,22 @@ def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
     first = costs.hop_matrix(pattern, n, layers)
     fig, ax, own = _figure_and_axes(ax)
     cmap = ListedColormap(_viridis_colours(layers + 1)).with_extremes(bad=STYLE["missing"])
-    im = ax.imshow(np.ma.masked_less(first, 0), cmap=cmap, vmin=-0.5, vmax=layers + 0.5,
-                   interpolation="nearest")
+    im = ax.imshow(np.ma.masked_less(first, 0), cmap=cmap, vmin=-0.5, vmax=layers + 0.5, interpolation="nearest")
     step = max(1, -(-(layers + 1) // 10))
-    _colorbar(fig, im, ax, "first layer at which key k reaches query q (0 = itself)",
-              ticks=list(range(0, layers + 1, step)))
-    ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.5,
-                           clip_on=False))
+    _colorbar(
+        fig, im, ax, "first layer at which key k reaches query q (0 = itself)", ticks=list(range(0, layers + 1, step))
+    )
+    ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.5, clip_on=False))
     reached = int((first[query] >= 0).sum())
     hops = costs.hops(pattern, n, 0, query)
     connected = int((first >= 0).sum())
-    lines = [_wrap(f"{_name(pattern)}, n={n}, {layers} layer{'s' if layers > 1 else ''}"),
-             f"query {query} reaches {reached} of {n} keys; key 0 -> query {query}: "
-             + ("never" if hops is None else f"{hops} hop{'s' if hops != 1 else ''}"),
-             f"{connected:,} of {n * n:,} (q, k) pairs connected ({100 * connected / n**2:.1f}%); grey = not reached"]
-    _decorate(ax, "\n".join(lines), "key position k (source)", "query position q (destination)",
-              positions=n)
+    lines = [
+        _wrap(f"{_name(pattern)}, n={n}, {layers} layer{'s' if layers > 1 else ''}"),
+        f"query {query} reaches {reached} of {n} keys; key 0 -> query {query}: "
+        + ("never" if hops is None else f"{hops} hop{'s' if hops != 1 else ''}"),
+        f"{connected:,} of {n * n:,} (q, k) pairs connected ({100 * connected / n**2:.1f}%); grey = not reached",
+    ]
+    _decorate(ax, "\n".join(lines), "key position k (source)", "query position q (destination)", positions=n)
     _fit(fig, own, colorbar=True)
     return fig
 
@@ -667,8 +692,12 @@ def _policies_arg(policies):
 def _policy_label(policy, preset, window, sinks, sinks_window=None):
     native = f"the model's own window {preset.sliding_window:,}" if preset.sliding_window else "no window"
     recent = window if sinks_window is None else sinks_window
-    return {"dense": "dense (every token)", "window": f"window (last {window:,})",
-            "sinks": f"sinks ({sinks} + last {recent:,})", "native": f"native ({native})"}[policy]
+    return {
+        "dense": "dense (every token)",
+        "window": f"window (last {window:,})",
+        "sinks": f"sinks ({sinks} + last {recent:,})",
+        "native": f"native ({native})",
+    }[policy]
 
 
 def _policy_kwargs(policy, window, sinks, sinks_window=None):
@@ -689,8 +718,19 @@ def _stacks_arg(preset, stacks):
     return {str(label): (stack, bool(preset.stack_problems(stack))) for label, stack in stacks.items()}
 
 
-def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, batch=1,
-                   bytes_per_element=2, budget_bytes=None, ax=None, sinks_window=None, stacks=None):
+def plot_kv_budget(
+    preset,
+    max_tokens,
+    policies=POLICIES,
+    window=None,
+    sinks=4,
+    batch=1,
+    bytes_per_element=2,
+    budget_bytes=None,
+    ax=None,
+    sinks_window=None,
+    stacks=None,
+):
     """KV-cache size (GiB) against tokens in context for each cache policy, with a budget line.
 
     ``preset``: a ``costs.ModelPreset`` or a name in ``costs.PRESETS``. Bytes are
@@ -722,26 +762,42 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
     stacks = _stacks_arg(preset, stacks)
 
     # every curve is piecewise linear with kinks only where a window fills up: sample those exactly
-    kinks = [window, window + sinks, (sinks_window or window) + sinks, preset.sliding_window or 1,
-             preset.max_context or 1]
-    kinks += [int(e) for stack, _ in stacks.values() for e in costs.layer_stack_entries(stack, max_tokens)
-              if e < max_tokens]  # a windowed layer stops growing at W + S
+    kinks = [
+        window,
+        window + sinks,
+        (sinks_window or window) + sinks,
+        preset.sliding_window or 1,
+        preset.max_context or 1,
+    ]
+    kinks += [
+        int(e) for stack, _ in stacks.values() for e in costs.layer_stack_entries(stack, max_tokens) if e < max_tokens
+    ]  # a windowed layer stops growing at W + S
     tokens = np.unique(np.clip(np.r_[np.linspace(1, max_tokens, 64).round(), kinks], 1, max_tokens).astype(np.int64))
     fig, ax, own = _figure_and_axes(ax)
     curves = []  # (name, label, bytes at each t, bytes of one sequence at max_tokens, style)
     for policy in policies:
         kwargs = _policy_kwargs(policy, window, sinks, sinks_window)
-        size = np.array([preset.kv_bytes(int(t), policy, batch=batch, bytes_per_element=bytes_per_element,
-                                         **kwargs) for t in tokens], dtype=float)
+        size = np.array(
+            [
+                preset.kv_bytes(int(t), policy, batch=batch, bytes_per_element=bytes_per_element, **kwargs)
+                for t in tokens
+            ],
+            dtype=float,
+        )
         one = preset.kv_bytes(max_tokens, policy, batch=1, bytes_per_element=bytes_per_element, **kwargs)
         # colour and dash both differ, and the window line is wider, so overlapping policies stay visible
         i = ALL_POLICIES.index(policy)
-        style = dict(color=OKABE_ITO[[4, 2, 3, 5][i]], linestyle=["-", "-", "--", ":"][i],
-                     linewidth=STYLE["line_width"] * (1.8 if policy == "window" else 1))
+        style = dict(
+            color=OKABE_ITO[[4, 2, 3, 5][i]],
+            linestyle=["-", "-", "--", ":"][i],
+            linewidth=STYLE["line_width"] * (1.8 if policy == "window" else 1),
+        )
         curves.append((policy, _policy_label(policy, preset, window, sinks, sinks_window), size, one, style))
     for j, (label, (stack, retrain)) in enumerate(stacks.items()):
-        size = np.array([preset.stack_kv_bytes(stack, int(t), batch, bytes_per_element, retrained=True)
-                         for t in tokens], dtype=float)
+        size = np.array(
+            [preset.stack_kv_bytes(stack, int(t), batch, bytes_per_element, retrained=True) for t in tokens],
+            dtype=float,
+        )
         one = preset.stack_kv_bytes(stack, max_tokens, 1, bytes_per_element, retrained=True)
         name = label + (" (needs retraining)" if retrain else "")
         style = dict(color=OKABE_ITO[[0, 1, 6][j % 3]], linestyle="-.", linewidth=STYLE["line_width"] * 1.4)
@@ -756,18 +812,31 @@ def plot_kv_budget(preset, max_tokens, policies=POLICIES, window=None, sinks=4, 
             line += f" ({fits:,} sequence{'s' if fits != 1 else ''} fit)"
         summary.append(line)
     if budget_bytes is not None:
-        ax.axhline(budget_bytes / GIB, color=OKABE_ITO[7], linestyle="-.", linewidth=1.2,
-                   label=f"budget {budget_bytes / GIB:.1f} GiB")
+        ax.axhline(
+            budget_bytes / GIB,
+            color=OKABE_ITO[7],
+            linestyle="-.",
+            linewidth=1.2,
+            label=f"budget {budget_bytes / GIB:.1f} GiB",
+        )
         top = max(top, budget_bytes)
     beyond = preset.beyond_context(max_tokens)
     if beyond:
-        ax.axvspan(preset.max_context, max_tokens, color="0.85", zorder=0,
-                   label=f"beyond its trained context ({preset.max_context:,})")
+        ax.axvspan(
+            preset.max_context,
+            max_tokens,
+            color="0.85",
+            zorder=0,
+            label=f"beyond its trained context ({preset.max_context:,})",
+        )
     ax.set_xlim(0, max_tokens)
     ax.set_ylim(0, 1.08 * top / GIB)
     ax.legend(loc="upper left", fontsize=STYLE["legend_size"])
-    shape = (f"latent {preset.kv_latent_dim} per layer" if preset.kv_latent_dim
-             else f"{preset.kv_heads} KV heads x {preset.head_dim} dims")
+    shape = (
+        f"latent {preset.kv_latent_dim} per layer"
+        if preset.kv_latent_dim
+        else f"{preset.kv_heads} KV heads x {preset.head_dim} dims"
+    )
     head = f"{preset.name} KV cache ({preset.layers} layers x {shape}, {bytes_per_element:g} B/element)"
     if beyond:  # the warning gets the line, each policy its own line below it
         title = [head, f"at {max_tokens:,} tokens, batch {batch} (beyond its {preset.max_context:,}-token context):"]
@@ -789,17 +858,38 @@ class CacheStepDrawing:
     for the same number of slots and steps and a title with as many lines.
     """
 
-    def __init__(self, slot_tokens, slot_positions, slot_weights, step, first_weight, policy_ppl,
-                 reference_ppl, sinks=0, current_slot=None, evicted_at=None, trained_at=None,
-                 policy="policy", reference="recompute", title=""):
+    def __init__(
+        self,
+        slot_tokens,
+        slot_positions,
+        slot_weights,
+        step,
+        first_weight,
+        policy_ppl,
+        reference_ppl,
+        sinks=0,
+        current_slot=None,
+        evicted_at=None,
+        trained_at=None,
+        policy="policy",
+        reference="recompute",
+        title="",
+    ):
         weights = self._slot_weights(slot_tokens, slot_positions, slot_weights)
-        curves = [_finite_array(name, x, 1, "one value per step")
-                  for name, x in (("first_weight", first_weight), ("policy_ppl", policy_ppl),
-                                  ("reference_ppl", reference_ppl))]
+        curves = [
+            _finite_array(name, x, 1, "one value per step")
+            for name, x in (
+                ("first_weight", first_weight),
+                ("policy_ppl", policy_ppl),
+                ("reference_ppl", reference_ppl),
+            )
+        ]
         self.steps = steps = len(curves[0])
         if any(len(c) != steps for c in curves):
-            raise ValueError(f"first_weight, policy_ppl and reference_ppl must have one value per step, "
-                             f"got lengths {[len(c) for c in curves]}")
+            raise ValueError(
+                f"first_weight, policy_ppl and reference_ppl must have one value per step, "
+                f"got lengths {[len(c) for c in curves]}"
+            )
         self.slots = C = len(weights)
         self.sinks = int_arg("sinks", sinks, minimum=0, maximum=C)
         self.per_row = per_row = 16 if C <= 64 else 32
@@ -815,27 +905,36 @@ class CacheStepDrawing:
         height = title_h + slot_h + 2 * (gap + curve_h) + bottom
         y_slots = 1 - (title_h + slot_h) / height
         y_w = (bottom + curve_h + gap) / height
-        self.figure, (ax, cax, ax_w, ax_p) = _panel_figure(8.4, height, [
-            (0.07, y_slots, 0.83, slot_h / height), (0.915, y_slots, 0.015, slot_h / height),
-            (0.07, y_w, 0.88, curve_h / height), (0.07, bottom / height, 0.88, curve_h / height)])
+        self.figure, (ax, cax, ax_w, ax_p) = _panel_figure(
+            8.4,
+            height,
+            [
+                (0.07, y_slots, 0.83, slot_h / height),
+                (0.915, y_slots, 0.015, slot_h / height),
+                (0.07, y_w, 0.88, curve_h / height),
+                (0.07, bottom / height, 0.88, curve_h / height),
+            ],
+        )
         self.ax, self.ax_w, self.ax_p = ax, ax_w, ax_p
         cmap = colormaps[STYLE["heatmap_cmap"]].with_extremes(bad=STYLE["missing"])
-        self.image = ax.imshow(np.full((rows, per_row), np.nan), cmap=cmap, vmin=0, vmax=1.0,
-                               interpolation="nearest", aspect="auto")
+        self.image = ax.imshow(
+            np.full((rows, per_row), np.nan), cmap=cmap, vmin=0, vmax=1.0, interpolation="nearest", aspect="auto"
+        )
         self.colorbar = self.figure.colorbar(self.image, cax=cax, ticks=[0])
         self.colorbar.set_label("weight", fontsize=STYLE["label_size"])
         self.colorbar.ax.tick_params(labelsize=STYLE["tick_size"])
         ax.set_xticks([])
         ax.set_yticks([])
         x = np.arange(steps)
-        self.first_line, = ax_w.plot(x, curves[0], color=OKABE_ITO[3], linewidth=STYLE["line_width"] * 0.7)
-        self.marker, = ax_w.plot([0], [curves[0][0]], "o", color=HIGHLIGHT)
+        (self.first_line,) = ax_w.plot(x, curves[0], color=OKABE_ITO[3], linewidth=STYLE["line_width"] * 0.7)
+        (self.marker,) = ax_w.plot([0], [curves[0][0]], "o", color=HIGHLIGHT)
         ax_w.set_ylim(0, 1.02)
         ax_w.set_yticks([0, 0.5, 1])
         ax_w.tick_params(labelbottom=False)  # same steps as the perplexity axes below (few labels draw fast)
         ax_p.plot(x, curves[1], color=OKABE_ITO[4], linewidth=STYLE["line_width"], label=policy)
-        ax_p.plot(x, curves[2], color=OKABE_ITO[7], linestyle="--", linewidth=STYLE["line_width"] * 0.7,
-                  label=reference)
+        ax_p.plot(
+            x, curves[2], color=OKABE_ITO[7], linestyle="--", linewidth=STYLE["line_width"] * 0.7, label=reference
+        )
         low, high = float(min(curves[1].min(), curves[2].min())), float(max(curves[1].max(), curves[2].max()))
         ax_p.set_ylim(max(0.0, low - 0.1 * (high - low) - 0.05), high + 0.1 * (high - low) + 0.05)
         ax_p.yaxis.set_major_locator(MaxNLocator(nbins=4))
@@ -852,21 +951,31 @@ class CacheStepDrawing:
         ax_p.set_xlabel("decoding step t (token t predicts token t + 1)", fontsize=STYLE["label_size"])
         ax_p.set_ylabel("perplexity", fontsize=STYLE["label_size"])
         self.update(slot_tokens, slot_positions, slot_weights, step, curves[0], current_slot, title)
+
         # what an update changes, in draw order: the slot panel and its colour bar, then in each curve
         # panel what is drawn after its ticks (lines, spines, title); the perplexity curves stay
-        tail = lambda a, lines: [*lines, *[m for m in marks if m.axes is a], *a.spines.values(), a.title]
-        self._layers = _LayeredPNG(self.figure, [
-            ax, cax, *tail(ax_w, [self.first_line, self.marker, self.step_lines[0]]),
-            *tail(ax_p, [self.step_lines[1]])])
+        def tail(a, lines):
+            return [*lines, *[m for m in marks if m.axes is a], *a.spines.values(), a.title]
+
+        self._layers = _LayeredPNG(
+            self.figure,
+            [
+                ax,
+                cax,
+                *tail(ax_w, [self.first_line, self.marker, self.step_lines[0]]),
+                *tail(ax_p, [self.step_lines[1]]),
+            ],
+        )
 
     @staticmethod
     def _slot_weights(slot_tokens, slot_positions, slot_weights):
         weights = np.asarray(slot_weights, dtype=float)
         positions = np.asarray(slot_positions)
-        if (weights.ndim != 1 or len(weights) == 0 or len(positions) != len(weights)
-                or len(slot_tokens) != len(weights)):
-            raise ValueError("slot_tokens, slot_positions and slot_weights must be 1-D, non-empty and of one "
-                             f"length, got {len(slot_tokens)}, {len(positions)}, {len(weights)}")
+        if weights.ndim != 1 or len(weights) == 0 or len(positions) != len(weights) or len(slot_tokens) != len(weights):
+            raise ValueError(
+                "slot_tokens, slot_positions and slot_weights must be 1-D, non-empty and of one "
+                f"length, got {len(slot_tokens)}, {len(positions)}, {len(weights)}"
+            )
         return weights
 
     def update(self, slot_tokens, slot_positions, slot_weights, step, first_weight, current_slot=None, title=""):
@@ -875,9 +984,11 @@ class CacheStepDrawing:
         positions = np.asarray(slot_positions)
         first = _finite_array("first_weight", first_weight, 1, "one value per step")
         if len(weights) != self.slots or len(first) != self.steps or _lines(title) != self.title_lines:
-            raise ValueError(f"update needs {self.slots} slots, {self.steps} steps and a title of {self.title_lines} "
-                             f"line(s) (the figure's layout), got {len(weights)}, {len(first)} and "
-                             f"{_lines(title)}; draw a new figure instead")
+            raise ValueError(
+                f"update needs {self.slots} slots, {self.steps} steps and a title of {self.title_lines} "
+                f"line(s) (the figure's layout), got {len(weights)}, {len(first)} and "
+                f"{_lines(title)}; draw a new figure instead"
+            )
         step = int_arg("step", step, minimum=0, maximum=self.steps - 1)
         C, per_row, ax = self.slots, self.per_row, self.ax
         grid = np.full(self.image.get_array().size, np.nan)
@@ -892,11 +1003,26 @@ class CacheStepDrawing:
             r, c = divmod(i, per_row)
             if C <= 64 and positions[i] >= 0:
                 dark = np.isfinite(weights[i]) and weights[i] > 0.6 * vmax
-                ax.text(c, r, f"{slot_tokens[i]}\np{positions[i]}", ha="center", va="center",
-                        fontsize=STYLE["tick_size"] - 1.5, color="black" if dark else "white")
+                ax.text(
+                    c,
+                    r,
+                    f"{slot_tokens[i]}\np{positions[i]}",
+                    ha="center",
+                    va="center",
+                    fontsize=STYLE["tick_size"] - 1.5,
+                    color="black" if dark else "white",
+                )
             if i < self.sinks or i == current_slot:
-                ax.add_patch(Rectangle((c - 0.48, r - 0.48), 0.96, 0.96, fill=False, linewidth=1.6,
-                                       edgecolor=HIGHLIGHT if i == current_slot else OKABE_ITO[0]))
+                ax.add_patch(
+                    Rectangle(
+                        (c - 0.48, r - 0.48),
+                        0.96,
+                        0.96,
+                        fill=False,
+                        linewidth=1.6,
+                        edgecolor=HIGHLIGHT if i == current_slot else OKABE_ITO[0],
+                    )
+                )
         ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
         self.first_line.set_ydata(first)
         self.marker.set_data([step], [first[step]])
@@ -908,12 +1034,17 @@ class CacheStepDrawing:
             marks.append(f"vermillion dots: first eviction (step {self.evicted_at})")
         if self.trained_at is not None:
             marks.append(f"purple dots: past the training length (step {self.trained_at})")
-        self.ax_w.set_title(f"weight of each step's query on the entry at position 0 (now {first[step]:.3f})",
-                            fontsize=STYLE["label_size"], y=1.0)
+        self.ax_w.set_title(
+            f"weight of each step's query on the entry at position 0 (now {first[step]:.3f})",
+            fontsize=STYLE["label_size"],
+            y=1.0,
+        )
         # the title names the lines (a legend would cost a fifth of the drawing time)
-        self.ax_p.set_title(f"running perplexity after step {step}: "
-                            + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
-                            fontsize=STYLE["label_size"], y=1.0)
+        self.ax_p.set_title(
+            f"running perplexity after step {step}: " + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
+            fontsize=STYLE["label_size"],
+            y=1.0,
+        )
         return self
 
     def png(self) -> bytes:
@@ -921,9 +1052,22 @@ class CacheStepDrawing:
         return self._layers.png()
 
 
-def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weight, policy_ppl,
-                    reference_ppl, sinks=0, current_slot=None, evicted_at=None, trained_at=None,
-                    policy="policy", reference="recompute", title=""):
+def plot_cache_step(
+    slot_tokens,
+    slot_positions,
+    slot_weights,
+    step,
+    first_weight,
+    policy_ppl,
+    reference_ppl,
+    sinks=0,
+    current_slot=None,
+    evicted_at=None,
+    trained_at=None,
+    policy="policy",
+    reference="recompute",
+    title="",
+):
     """One decoding step with a KV cache: the cache's slots, then two curves over all steps.
 
     Top: the ``C`` slots of the cache as stored (``slot_*`` arrays of length C, in slot order; the
@@ -937,9 +1081,22 @@ def plot_cache_step(slot_tokens, slot_positions, slot_weights, step, first_weigh
     and ``trained_at``, the first step whose query sits at a position beyond the training length.
     Always a standalone figure of four panels (no ``ax``), 8.4 inches wide.
     """
-    return CacheStepDrawing(slot_tokens, slot_positions, slot_weights, step, first_weight, policy_ppl,
-                            reference_ppl, sinks, current_slot, evicted_at, trained_at, policy, reference,
-                            title).figure
+    return CacheStepDrawing(
+        slot_tokens,
+        slot_positions,
+        slot_weights,
+        step,
+        first_weight,
+        policy_ppl,
+        reference_ppl,
+        sinks,
+        current_slot,
+        evicted_at,
+        trained_at,
+        policy,
+        reference,
+        title,
+    ).figure
 
 
 # --------------------------------------------------------------------------- scaling
@@ -955,7 +1112,7 @@ def _scaling_rows(table):
         if len(set(lengths.values())) != 1:
             raise ValueError(f"table's columns must all have the same length, got {lengths}")
         keys = list(table)
-        rows = [dict(zip(keys, values)) for values in zip(*(table[k] for k in keys))]
+        rows = [dict(zip(keys, values, strict=True)) for values in zip(*(table[k] for k in keys), strict=True)]
     elif isinstance(table, Sequence) and not isinstance(table, str):
         rows = list(table)
         for i, row in enumerate(rows):
@@ -978,9 +1135,14 @@ def _scaling_rows(table):
             peak = float_arg(f"table[{i}]['peak_bytes']", peak, strictly_positive=True)
         else:
             peak = None
-        out.append({"n": int_arg(f"table[{i}]['n']", row["n"], minimum=1), "method": method,
-                    "seconds": float_arg(f"table[{i}]['seconds']", row["seconds"], strictly_positive=True),
-                    "peak_bytes": peak})
+        out.append(
+            {
+                "n": int_arg(f"table[{i}]['n']", row["n"], minimum=1),
+                "method": method,
+                "seconds": float_arg(f"table[{i}]['seconds']", row["seconds"], strictly_positive=True),
+                "peak_bytes": peak,
+            }
+        )
     return out
 
 
@@ -1014,11 +1176,18 @@ def plot_scaling(table, ax=None):
         mine = [r for r in rows if r["method"] == method]
         ns = sorted({r["n"] for r in mine})
         secs = [np.median([r["seconds"] for r in mine if r["n"] == n]) for n in ns]
-        style = dict(color=OKABE_ITO[i % len(OKABE_ITO)], marker=markers[i % len(markers)],
-                     linewidth=STYLE["line_width"], label=method)
+        style = dict(
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+            marker=markers[i % len(markers)],
+            linewidth=STYLE["line_width"],
+            label=method,
+        )
         ax_time.plot(ns, secs, **style)
-        mem = [(n, np.median([r["peak_bytes"] for r in mine if r["n"] == n and r["peak_bytes"] is not None]))
-               for n in ns if any(r["n"] == n and r["peak_bytes"] is not None for r in mine)]
+        mem = [
+            (n, np.median([r["peak_bytes"] for r in mine if r["n"] == n and r["peak_bytes"] is not None]))
+            for n in ns
+            if any(r["n"] == n and r["peak_bytes"] is not None for r in mine)
+        ]
         if mem:
             any_memory = True
             ax_mem.plot([m[0] for m in mem], [m[1] / MIB for m in mem], **style)
@@ -1027,8 +1196,9 @@ def plot_scaling(table, ax=None):
         a.grid(True, which="major", color="0.9")
     ax_time.set_yscale("log")
     ax_time.legend(fontsize=STYLE["legend_size"])
-    _decorate(ax_time, f"time per call vs N ({len(methods)} methods)", "sequence length N (tokens)",
-              "time per call (s)")
+    _decorate(
+        ax_time, f"time per call vs N ({len(methods)} methods)", "sequence length N (tokens)", "time per call (s)"
+    )
     if any_memory:
         ax_mem.set_yscale("log")
         ax_mem.legend(fontsize=STYLE["legend_size"])

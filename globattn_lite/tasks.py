@@ -88,7 +88,6 @@ class LongRangeRetrieval(_FactVocabulary):
         return ids.astype(np.int64), values.astype(np.int64), pos.astype(np.int64)
 
 
-
 class MarkovSource:
     """Order-2 Markov language: ``P(x_t = c | x_{t-2} = a, x_{t-1} = b) = table[a, b, c]``.
 
@@ -179,4 +178,3 @@ class ManyFacts(_FactVocabulary):
             ids[b, -1] = fact_vocab + keys[asked]
             answers[b] = values[asked]
         return ids.astype(np.int64), answers
-

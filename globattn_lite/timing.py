@@ -35,6 +35,7 @@ def median_times(fns: dict, repeats: int = 7, target_seconds: float = 0.02, thre
     torch = None
     if threads is not None:
         import torch  # only to pin the thread count; timing itself needs no torch
+
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
     try:

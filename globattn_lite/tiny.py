@@ -219,7 +219,7 @@ class TinyTransformer(nn.Module):
     # ---- streaming with a KV cache (rotary positions renumbered inside the cache) ----
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, cache: "KVCache", weights: list | None = None) -> torch.Tensor:
+    def step(self, x: torch.Tensor, cache: KVCache, weights: list | None = None) -> torch.Tensor:
         """Feed one new position (its input vector x, shape (B, d)) through the model with ``cache``.
 
         Each layer appends the new key/value (before rotation) to the cache, evicts by the cache's

@@ -20,8 +20,9 @@ redraw builds a standalone ``matplotlib.figure.Figure`` (never pyplot), renders 
 bytes with the Agg canvas, and *assigns* the bytes to the Image widget, all under a lock;
 no ``with out:`` and no ``plt.show()``. The two trained-model explorers keep their Figure while
 its layout fits and repaint only what a control changes (``plot.CacheStepDrawing``,
-``plot.ModelAttentionDrawing``): a redraw from scratch took longer than the 100 ms a slider allows. The course also installs a JupyterLab settings override
-(``commsOverSubshells: "disabled"``) so callbacks run on the main thread.
+``plot.ModelAttentionDrawing``): a redraw from scratch took longer than the 100 ms a slider
+allows. The course also installs a JupyterLab settings override (``commsOverSubshells:
+"disabled"``) so callbacks run on the main thread.
 
 A redraw that fails (a combination the pattern rejects, say BigBird with a single block)
 does not crash and is not swallowed: the message shows in red above the last good figure,
@@ -71,8 +72,9 @@ class Explorer(widgets.VBox):
     keep controls consistent (a query slider's max follows n, unused controls are disabled);
     ``change`` is the traitlets change that triggered the redraw, or None. ``draw`` may also
     return ``(figure, numbers)``: the dict ``numbers`` is kept as ``.numbers``; instead of a Figure,
-    a drawing with ``.figure`` and ``.png()`` (a figure repainted in place, e.g. ``plot.CacheStepDrawing``). ``extras``: widgets
-    laid out after the controls but not observed (a Play button linked to a slider in the browser).
+    a drawing with ``.figure`` and ``.png()`` (a figure repainted in place, e.g.
+    ``plot.CacheStepDrawing``). ``extras``: widgets laid out after the controls but not observed
+    (a Play button linked to a slider in the browser).
     """
 
     def __init__(self, title, controls, draw, sync=None, extras=()):
@@ -80,8 +82,9 @@ class Explorer(widgets.VBox):
         status = widgets.HTML()
         grid = widgets.GridBox(
             list(controls.values()) + list(extras),
-            layout=widgets.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))",
-                                  grid_gap="2px 16px", width="min(100%, 960px)"),
+            layout=widgets.Layout(
+                grid_template_columns="repeat(2, minmax(0, 1fr))", grid_gap="2px 16px", width="min(100%, 960px)"
+            ),
         )
         super().__init__([widgets.HTML(f"<b>{html.escape(title)}</b>"), grid, status, image])
         self.title = title
@@ -106,8 +109,7 @@ class Explorer(widgets.VBox):
         """The controls' current values, ``{name: value}``, floats rounded to 9 decimals: a
         browser's FloatSlider sends its value back with float noise when first shown
         (1.0 -> 1.0000000000000002, 0.0 -> 8.9e-16), which must not change the figure."""
-        return {name: round(c.value, 9) if isinstance(c.value, float) else c.value
-                for name, c in self.controls.items()}
+        return {name: round(c.value, 9) if isinstance(c.value, float) else c.value for name, c in self.controls.items()}
 
     def _on_change(self, change):
         self.refresh(change)
@@ -160,8 +162,16 @@ class Explorer(widgets.VBox):
 
 
 def _slider(description, value, minimum, maximum, step=1, continuous=False):
-    return widgets.IntSlider(value=value, min=minimum, max=maximum, step=step, description=description,
-                             continuous_update=continuous, style=_DESCRIPTION, layout=_WIDE)
+    return widgets.IntSlider(
+        value=value,
+        min=minimum,
+        max=maximum,
+        step=step,
+        description=description,
+        continuous_update=continuous,
+        style=_DESCRIPTION,
+        layout=_WIDE,
+    )
 
 
 def _float_slider(description, name, value, minimum, maximum, step, strictly_positive=False):
@@ -170,13 +180,20 @@ def _float_slider(description, name, value, minimum, maximum, step, strictly_pos
     value = float_arg(name, value, strictly_positive=strictly_positive)
     if not minimum <= value <= maximum:
         raise ValueError(f"{name} must be between {minimum:g} and {maximum:g} (the slider's range), got {value:g}")
-    return widgets.FloatSlider(value=value, min=minimum, max=maximum, step=step, description=description,
-                               continuous_update=True, style=_DESCRIPTION, layout=_WIDE)
+    return widgets.FloatSlider(
+        value=value,
+        min=minimum,
+        max=maximum,
+        step=step,
+        description=description,
+        continuous_update=True,
+        style=_DESCRIPTION,
+        layout=_WIDE,
+    )
 
 
 def _dropdown(description, options, value):
-    return widgets.Dropdown(options=options, value=value, description=description, style=_DESCRIPTION,
-                            layout=_WIDE)
+    return widgets.Dropdown(options=options, value=value, description=description, style=_DESCRIPTION, layout=_WIDE)
 
 
 def _set_max(slider, maximum):
@@ -223,8 +240,7 @@ def family_pattern(family, window=4, global_tokens=1, dilation=2, block=8):
     return patterns.bigbird(block)
 
 
-def mask_explorer(n=32, family="window + sinks", window=None, global_tokens=1, dilation=2, block=None,
-                  query=None):
+def mask_explorer(n=32, family="window + sinks", window=None, global_tokens=1, dilation=2, block=None, query=None):
     """Explore attention masks: n, pattern family, window, global tokens / sinks, dilation,
     BigBird block size, and a query whose index set G is highlighted; counts in the title.
 
@@ -293,13 +309,10 @@ def softmax_explorer(keys=12, temperature=1.0, sink_logit=0.0, use_sink=True, ev
     keys = int_arg("keys", keys, minimum=1, maximum=MAX_KEYS)
     controls = {
         "keys": _slider("keys", keys, 1, MAX_KEYS, continuous=True),
-        "temperature": _float_slider("temperature", "temperature", temperature, 0.1, 5.0, 0.1,
-                                     strictly_positive=True),
-        "use_sink": widgets.Checkbox(value=bool(use_sink), description="add a sink", style=_DESCRIPTION,
-                                     layout=_WIDE),
+        "temperature": _float_slider("temperature", "temperature", temperature, 0.1, 5.0, 0.1, strictly_positive=True),
+        "use_sink": widgets.Checkbox(value=bool(use_sink), description="add a sink", style=_DESCRIPTION, layout=_WIDE),
         "sink_logit": _float_slider("sink logit b", "sink_logit", sink_logit, -5.0, 10.0, 0.5),
-        "evict": _slider("evict first", int_arg("evict", evict, minimum=0, maximum=keys), 0, keys,
-                         continuous=True),
+        "evict": _slider("evict first", int_arg("evict", evict, minimum=0, maximum=keys), 0, keys, continuous=True),
         "boost": _float_slider("key 0 boost", "boost", boost, 0.0, 8.0, 0.5),
     }
 
@@ -370,8 +383,18 @@ POLICY_CHOICES = {
 }
 
 
-def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_element=2, policy="all",
-                       window=None, sinks=4, budget_gib=24.0, stack=None, sinks_in_window=True):
+def kv_budget_explorer(
+    preset="Mistral-7B",
+    tokens=32768,
+    batch=1,
+    bytes_per_element=2,
+    policy="all",
+    window=None,
+    sinks=4,
+    budget_gib=24.0,
+    stack=None,
+    sinks_in_window=True,
+):
     """Explore KV-cache memory: model preset, context tokens, batch, element size (fp32 down to
     4-bit), cache policy, window, sinks and a memory budget (GiB); the title says how many
     sequences fit and whether the context is beyond what the model was trained for.
@@ -388,7 +411,8 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
         raise ValueError(f"tokens must be one of {[v for _, v in TOKEN_CHOICES]}, got {tokens!r}")
     if isinstance(bytes_per_element, (bool, np.bool_)) or bytes_per_element not in dict((v, k) for k, v in DTYPES):
         raise (TypeError if isinstance(bytes_per_element, (bool, np.bool_)) else ValueError)(
-            f"bytes_per_element must be 4, 2, 1 or 0.5, got {bytes_per_element!r}")
+            f"bytes_per_element must be 4, 2, 1 or 0.5, got {bytes_per_element!r}"
+        )
     policy = choice_arg("policy", policy, POLICY_CHOICES)
     stacks = None
     if stack is not None:
@@ -400,16 +424,22 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
         window = costs.PRESETS[preset].sliding_window or plot.DEFAULT_WINDOW
     controls = {
         "preset": _dropdown("model", [preset] if stacks else list(costs.PRESETS), preset),
-        "tokens": widgets.SelectionSlider(options=TOKEN_CHOICES, value=tokens, description="tokens",
-                                          continuous_update=False, style=_DESCRIPTION, layout=_WIDE),
+        "tokens": widgets.SelectionSlider(
+            options=TOKEN_CHOICES,
+            value=tokens,
+            description="tokens",
+            continuous_update=False,
+            style=_DESCRIPTION,
+            layout=_WIDE,
+        ),
         "batch": _slider("batch", int_arg("batch", batch, minimum=1, maximum=64), 1, 64),
         "dtype": _dropdown("KV element", DTYPES, bytes_per_element),
         "policy": _dropdown("policy", list(POLICY_CHOICES), policy),
-        "window": _slider("window W", int_arg("window", window, minimum=128, maximum=32768), 128, 32768,
-                          step=128),
+        "window": _slider("window W", int_arg("window", window, minimum=128, maximum=32768), 128, 32768, step=128),
         "sinks": _slider("sinks S", int_arg("sinks", sinks, minimum=0, maximum=64), 0, 64),
-        "sinks_in_window": widgets.Checkbox(value=bool(sinks_in_window), description="sinks inside W",
-                                            style=_DESCRIPTION, layout=_WIDE),
+        "sinks_in_window": widgets.Checkbox(
+            value=bool(sinks_in_window), description="sinks inside W", style=_DESCRIPTION, layout=_WIDE
+        ),
         "budget": _float_slider("budget (GiB)", "budget_gib", budget_gib, 1.0, 160.0, 1.0),
     }
 
@@ -423,10 +453,18 @@ def kv_budget_explorer(preset="Mistral-7B", tokens=32768, batch=1, bytes_per_ele
 
     def draw(v):
         recent = max(1, v["window"] - v["sinks"]) if v["sinks_in_window"] else v["window"]
-        return plot.plot_kv_budget(v["preset"], v["tokens"], policies=POLICY_CHOICES[v["policy"]],
-                                   window=v["window"], sinks=v["sinks"], sinks_window=recent, batch=v["batch"],
-                                   bytes_per_element=v["dtype"], budget_bytes=v["budget"] * plot.GIB,
-                                   stacks=stacks)
+        return plot.plot_kv_budget(
+            v["preset"],
+            v["tokens"],
+            policies=POLICY_CHOICES[v["policy"]],
+            window=v["window"],
+            sinks=v["sinks"],
+            sinks_window=recent,
+            batch=v["batch"],
+            bytes_per_element=v["dtype"],
+            budget_bytes=v["budget"] * plot.GIB,
+            stacks=stacks,
+        )
 
     return Explorer("KV-budget explorer", controls, draw, sync)
 
@@ -490,8 +528,10 @@ def _load_explored(names, checkpoint_dir):
             continue
         models.update({(name, variant): m for variant, m in loaded.items()})
     if not models:
-        raise FileNotFoundError(f"no checkpoint of {list(names)} in {checkpoint_dir or E.CHECKPOINT_DIR}; "
-                                "train one with: python -m globattn_lite.experiments long_range")
+        raise FileNotFoundError(
+            f"no checkpoint of {list(names)} in {checkpoint_dir or E.CHECKPOINT_DIR}; "
+            "train one with: python -m globattn_lite.experiments long_range"
+        )
     return models
 
 
@@ -508,19 +548,28 @@ def _pick_model(models, experiment, variant, what):
     raise ValueError(f"{what} must be one of {[k[1] for k in keys]} (the variants in the checkpoint), got {variant!r}")
 
 
-def attention_explorer(experiment="long_range", variant=None, example=0, tokens="", layer=None, head="mean",
-                       checkpoint_dir=None, experiments=("long_range", "streaming")):
+def attention_explorer(
+    experiment="long_range",
+    variant=None,
+    example=0,
+    tokens="",
+    layer=None,
+    head="mean",
+    checkpoint_dir=None,
+    experiments=("long_range", "streaming"),
+):
     """Explore what a trained model attends to: checkpoint variant, input, layer, head (or the mean).
 
     Loads every experiment of ``experiments`` found in ``checkpoint_dir`` (default: the shipped
     checkpoints) with ``experiments.load_models``; the variants are whatever the checkpoints hold
     (default: ``experiment``'s variant whose key 0 the most queries may read). The input is test
-    input ``example`` of the experiment's evaluation (``experiments.explorer_example``) or typed token ids (``tokens``, e.g. ``"3 17 5"``; empty = the
-    example). The heatmap shows the weights of ``layer`` (default: the last) and ``head`` under the
-    variant's mask (masked pairs grey), the scored query's row outlined, prepended tokens dashed;
-    beside it the numbers in ``.numbers``: the scored row's weight on key 0 and on the prepended
-    tokens, key 0's mean weight over the queries allowed to see it, the row's entropy, and the
-    prediction with its probability. Returns an :class:`Explorer`.
+    input ``example`` of the experiment's evaluation (``experiments.explorer_example``) or typed
+    token ids (``tokens``, e.g. ``"3 17 5"``; empty = the example). The heatmap shows the weights
+    of ``layer`` (default: the last) and ``head`` under the variant's mask (masked pairs grey), the
+    scored query's row outlined, prepended tokens dashed; beside it the numbers in ``.numbers``:
+    the scored row's weight on key 0 and on the prepended tokens, key 0's mean weight over the
+    queries allowed to see it, the row's entropy, and the prediction with its probability.
+    Returns an :class:`Explorer`.
     """
     E = _experiments()
     import torch
@@ -541,8 +590,9 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
     example = int_arg("example", example, minimum=0, maximum=E.EXAMPLES - 1)
     if not isinstance(tokens, str):
         raise TypeError(f"tokens must be a string of token ids (e.g. '3 17 5'), got {type(tokens).__name__}")
-    layer = model.cfg.n_layer - 1 if layer is None else int_arg("layer", layer, minimum=0,
-                                                                  maximum=model.cfg.n_layer - 1)
+    layer = (
+        model.cfg.n_layer - 1 if layer is None else int_arg("layer", layer, minimum=0, maximum=model.cfg.n_layer - 1)
+    )
     if head != "mean":
         head = int_arg("head", head, minimum=0, maximum=model.cfg.n_head - 1)
     controls = {
@@ -550,9 +600,14 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
         "example": _slider("test example", example, 0, E.EXAMPLES - 1),
         "layer": _slider("layer", layer, 0, model.cfg.n_layer - 1),
         "head": _dropdown("head", _head_options(model.cfg.n_head), head),
-        "tokens": widgets.Text(value=tokens, placeholder="token ids, e.g. 3 17 5 (empty: the example)",
-                               description="typed tokens", continuous_update=False, style=_DESCRIPTION,
-                               layout=_WIDE),
+        "tokens": widgets.Text(
+            value=tokens,
+            placeholder="token ids, e.g. 3 17 5 (empty: the example)",
+            description="typed tokens",
+            continuous_update=False,
+            style=_DESCRIPTION,
+            layout=_WIDE,
+        ),
     }
     forwards = {}  # (model key, example, tokens) -> the input, weights (L, H, n, n) and probabilities
     drawn = {}  # the ModelAttentionDrawing shown ("drawing"), repainted while the layout fits
@@ -590,15 +645,19 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
         predicted = int(probs.argmax())
         seen_by = mask[:, 0]
         numbers = {
-            f"query {q}, weight on key 0" + (" (prepended)" if g else ""):
-                f"{row[0]:.3f}" if mask[q, 0] else "none (masked)",
+            f"query {q}, weight on key 0" + (" (prepended)" if g else ""): f"{row[0]:.3f}"
+            if mask[q, 0]
+            else "none (masked)",
         }
         if g > 1:
             numbers[f"query {q}, weight on the {g} prepended"] = f"{row[:g].sum():.3f}"
         numbers[f"query {q}, entropy"] = (
             f"{softmax_tools.entropy(row[mask[q]] / row[mask[q]].sum()):.3f} nats over its {allowed} keys "
-            f"(uniform: ln {allowed} = {np.log(allowed):.3f})")
-        numbers["key 0, mean weight"] = f"{w[seen_by, 0].mean():.3f} over the {int(seen_by.sum())} queries that may read it"
+            f"(uniform: ln {allowed} = {np.log(allowed):.3f})"
+        )
+        numbers["key 0, mean weight"] = (
+            f"{w[seen_by, 0].mean():.3f} over the {int(seen_by.sum())} queries that may read it"
+        )
         numbers["prediction"] = f"{predicted} (p = {probs[predicted]:.3f})"
         if case["answer"] is not None:
             verdict = "right" if predicted == case["answer"] else "wrong"
@@ -609,20 +668,32 @@ def attention_explorer(experiment="long_range", variant=None, example=0, tokens=
         if drawing is not None and drawing.fits(w, query=q, n_global=g, title=title):  # repaint in place
             fig = drawing.update(w, mask, query=q, n_global=g, numbers=numbers, title=title)
         else:
-            fig = drawn["drawing"] = plot.ModelAttentionDrawing(w, mask, query=q, n_global=g, numbers=numbers,
-                                                                title=title)
-        return fig, {"query": q, "weights": w, "row": row, "probs": probs, "answer": case["answer"],
-                     "predicted": predicted, **numbers}
+            fig = drawn["drawing"] = plot.ModelAttentionDrawing(
+                w, mask, query=q, n_global=g, numbers=numbers, title=title
+            )
+        return fig, {
+            "query": q,
+            "weights": w,
+            "row": row,
+            "probs": probs,
+            "answer": case["answer"],
+            "predicted": predicted,
+            **numbers,
+        }
 
     return Explorer("Attention explorer (trained models)", controls, draw, sync)
 
 
-STREAM_POLICIES = (("window: the last C entries", "window"), ("sinks + window (C in all)", "sinks"),
-                   ("dense: keeps every entry", "dense"))
+STREAM_POLICIES = (
+    ("window: the last C entries", "window"),
+    ("sinks + window (C in all)", "sinks"),
+    ("dense: keeps every entry", "dense"),
+)
 
 
-def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0, head="mean", length=None,
-                   checkpoint_dir=None):
+def cache_explorer(
+    variant=None, policy="window", cache=None, step=None, layer=0, head="mean", length=None, checkpoint_dir=None
+):
     """Step through decoding a stream with a KV cache: a streaming checkpoint, a cache policy and size.
 
     The stream is test stream 0 of the streaming experiment (``length`` tokens, default 4 training
@@ -650,8 +721,11 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
     cache = sizes[0] if cache is None else cache
     if cache not in sizes:
         raise ValueError(f"cache must be one of {sizes} (the experiment's cache sizes), got {cache!r}")
-    length = 4 * E.STREAMING["train_len"] if length is None else int_arg("length", length, minimum=max(sizes) + 2,
-                                                                         maximum=1024)
+    length = (
+        4 * E.STREAMING["train_len"]
+        if length is None
+        else int_arg("length", length, minimum=max(sizes) + 2, maximum=1024)
+    )
     steps = length - 1
     layer = int_arg("layer", layer, minimum=0, maximum=model.cfg.n_layer - 1)
     if head != "mean":
@@ -671,8 +745,9 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
         "head": _dropdown("head", _head_options(model.cfg.n_head), head),
         "step": _slider("step t", step, 0, steps - 1),
     }
-    play = widgets.Play(value=step, min=0, max=steps - 1, interval=400, description="play",
-                        layout=widgets.Layout(width="auto"))
+    play = widgets.Play(
+        value=step, min=0, max=steps - 1, interval=400, description="play", layout=widgets.Layout(width="auto")
+    )
     link = widgets.jslink((play, "value"), (controls["step"], "value"))  # browser side: no kernel round trip
     traces = {}  # (variant, policy, C) -> what every step of that run shows
 
@@ -686,9 +761,12 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
             size = None if policy == "dense" else C
             evicted_at = None if size is None else C - m.cfg.n_global  # the step that adds entry C + 1
             traces[(variant, policy, C)] = {
-                **trace, "sinks": sinks, "layout": KVCache(1, size=size, sinks=sinks),
+                **trace,
+                "sinks": sinks,
+                "layout": KVCache(1, size=size, sinks=sinks),
                 "slots": m.cfg.n_global + steps if size is None else C,
-                "ppl": E.running_perplexity(trace["nll"]), "reference": E.running_perplexity(reference),
+                "ppl": E.running_perplexity(trace["nll"]),
+                "reference": E.running_perplexity(reference),
                 # each step's weights on the entry at position 0, (n_layer, n_head, steps): a layer's curve at once
                 "first": np.stack([w[..., 0] for w in trace["weights"]], axis=-1),
                 "evicted_at": evicted_at if evicted_at is not None and evicted_at < steps else None,
@@ -716,24 +794,44 @@ def cache_explorer(variant=None, policy="window", cache=None, step=None, layer=0
         if v["policy"] != "dense":
             name = f"{name}, C = {v['cache']}"
         head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
-        title = (f"{v['model']}, {name}: step {t} feeds token {int(r['tokens'][t])} "
-                 f"(stream position {t}), predicts token {t + 1}\n{len(kept)} entries cached"
-                 + (f", the first {r['sinks']} kept as sinks" if r["sinks"] else "")
-                 + f"; colour: its attention, layer {v['layer']}, {head}")
+        title = (
+            f"{v['model']}, {name}: step {t} feeds token {int(r['tokens'][t])} "
+            f"(stream position {t}), predicts token {t + 1}\n{len(kept)} entries cached"
+            + (f", the first {r['sinks']} kept as sinks" if r["sinks"] else "")
+            + f"; colour: its attention, layer {v['layer']}, {head}"
+        )
         current = r["layout"].ring_slot(g + t)
         run_key = (v["model"], v["policy"], v["cache"])
         if drawn.get("run") == run_key:  # same run: repaint the figure in place (the Play button's frames)
             fig = drawn["drawing"].update(tokens, positions, weights, t, first_weight, current, title)
         else:
-            fig = plot.CacheStepDrawing(tokens, positions, weights, t, first_weight, r["ppl"], r["reference"],
-                                        sinks=r["sinks"], current_slot=current, evicted_at=evicted,
-                                        trained_at=r["trained_at"] if v["policy"] == "dense" else None,
-                                        policy=name.split(",")[0], reference=f"recompute (last {v['cache']})",
-                                        title=title)
+            fig = plot.CacheStepDrawing(
+                tokens,
+                positions,
+                weights,
+                t,
+                first_weight,
+                r["ppl"],
+                r["reference"],
+                sinks=r["sinks"],
+                current_slot=current,
+                evicted_at=evicted,
+                trained_at=r["trained_at"] if v["policy"] == "dense" else None,
+                policy=name.split(",")[0],
+                reference=f"recompute (last {v['cache']})",
+                title=title,
+            )
             drawn.update(run=run_key, drawing=fig)
-        numbers = {"step": t, "kept entries": kept, "slot of each position": [r["layout"].ring_slot(int(e)) for e in kept],
-                   "weights": w, "weight on position 0": float(w[0]), "running ppl": float(r["ppl"][t]),
-                   "running ppl, recompute": float(r["reference"][t]), "first eviction": evicted}
+        numbers = {
+            "step": t,
+            "kept entries": kept,
+            "slot of each position": [r["layout"].ring_slot(int(e)) for e in kept],
+            "weights": w,
+            "weight on position 0": float(w[0]),
+            "running ppl": float(r["ppl"][t]),
+            "running ppl, recompute": float(r["reference"][t]),
+            "first eviction": evicted,
+        }
         return fig, numbers
 
     ex = Explorer("Cache explorer (streaming models)", controls, draw, sync, extras=[play])

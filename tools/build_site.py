@@ -57,9 +57,13 @@ def stage(staging: Path, settings) -> None:
             shutil.copy(path, staging / folder / path.name)
     for page in sorted(staging.rglob("*.ipynb")):
         nb = nbformat.read(page, as_version=4)
+
+        def relink(match, page=page):  # this page's links, resolved from where the page lives
+            return f"]({repository_link(match[1], page, staging, settings)})"
+
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                cell.source = LINK.sub(lambda m: f"]({repository_link(m[1], page, staging, settings)})", cell.source)
+                cell.source = LINK.sub(relink, cell.source)
         nbformat.write(nb, page)
 
 
@@ -69,8 +73,22 @@ def build(out: Path) -> Path:
     stage(staging, settings)
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going", "-c", str(ROOT / "docs"),
-           "-d", str(ROOT / "_build" / "site-doctrees"), str(staging), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-q",
+        "-W",
+        "--keep-going",
+        "-c",
+        str(ROOT / "docs"),
+        "-d",
+        str(ROOT / "_build" / "site-doctrees"),
+        str(staging),
+        str(out),
+    ]
     subprocess.run(cmd, check=True, cwd=ROOT)
     (out / ".nojekyll").write_text("")  # GitHub Pages: serve _static/ and _images/ as they are
     index = out / "index.html"

@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="notebooks or folders of notebooks")
     parser.add_argument("--check", action="store_true", help="execute only; do not write outputs")
     parser.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell (default 300)")
-    parser.add_argument("--cwd", type=Path, default=None,
-                        help="working directory for the kernel (default: each notebook's folder)")
+    parser.add_argument(
+        "--cwd", type=Path, default=None, help="working directory for the kernel (default: each notebook's folder)"
+    )
     args = parser.parse_args(argv)
 
     failures = 0

@@ -91,8 +91,9 @@ class LabServer:
         return f"http://127.0.0.1:{self.port}"
 
     def _environment(self) -> dict:
-        dirs = {name: self.work_dir / name for name in ("config", "data", "runtime", "settings",
-                                                        "workspaces", "ipython")}
+        dirs = {
+            name: self.work_dir / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython")
+        }
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         for rel, value in USER_SETTINGS.items():
@@ -116,7 +117,10 @@ class LabServer:
 
     def command(self) -> list[str]:
         cmd = [
-            sys.executable, "-m", "jupyter", "lab",
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
             "--no-browser",
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.ip=127.0.0.1",
@@ -129,12 +133,16 @@ class LabServer:
             cmd.append("--allow-root")
         return cmd
 
-    def start(self, timeout: float = 60.0) -> "LabServer":
+    def start(self, timeout: float = 60.0) -> LabServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                self.command(), cwd=self.root_dir, env=self._environment(),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                self.command(),
+                cwd=self.root_dir,
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stop() can end all of it
             )
         deadline = time.monotonic() + timeout
@@ -152,8 +160,7 @@ class LabServer:
             time.sleep(0.25)
 
     def get_json(self, path: str) -> dict:
-        req = urllib.request.Request(self.base_url + path,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(self.base_url + path, headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 
@@ -401,7 +408,9 @@ class NotebookPage:
         page.wait_for_function(
             "p => !!(window.jupyterapp && [...window.jupyterapp.shell.widgets('main')]"
             ".some(w => w.context && w.context.path === p))",
-            arg=self.notebook, timeout=timeout_ms)
+            arg=self.notebook,
+            timeout=timeout_ms,
+        )
         page.evaluate(_PAGE_HELPERS, WIDGET_MIME)
         assert page.evaluate("p => window.__gl.ready(p)", self.notebook), "no kernel for the notebook"
 
@@ -419,8 +428,9 @@ class NotebookPage:
 
     def screenshot_cell(self, index: int, path: Path) -> Path:
         """Scroll the cell to the top of the notebook and save a picture of it."""
-        self.page.evaluate("i => document.querySelector(`[data-gl-cell=\"${i}\"]`).scrollIntoView({block: 'start'})",
-                           index)
+        self.page.evaluate(
+            "i => document.querySelector(`[data-gl-cell=\"${i}\"]`).scrollIntoView({block: 'start'})", index
+        )
         self.cell(index).screenshot(path=str(path))
         return path
 
@@ -444,7 +454,10 @@ class NotebookPage:
                  if (text.includes('Loading widget')) return false;
                  return window.__gl.viewCount(p, i) > 0 && window.__gl.imageSignature(p, i) !== '';
                }""",
-            arg=[self.notebook, index], timeout=timeout_ms, polling=100)
+            arg=[self.notebook, index],
+            timeout=timeout_ms,
+            polling=100,
+        )
 
     def nudge_slider(self, index: int, timeout_ms: int = 30_000) -> tuple[dict, dict]:
         """Press ArrowRight on the first slider of the cell that can still move right; wait for
@@ -461,15 +474,19 @@ class NotebookPage:
         try:
             self.page.wait_for_function(
                 "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
-                arg=[self.notebook, index, before], timeout=timeout_ms, polling=50)
+                arg=[self.notebook, index, before],
+                timeout=timeout_ms,
+                polling=50,
+            )
             changed = True
         except PlaywrightTimeoutError:
             changed = False
         after = [s for s in self.state(index)["sliders"] if s["handle"] == slider["handle"]][0]
-        assert changed, (f"cell {index}: slider {slider['label']!r} moved {slider['readout']} -> "
-                         f"{after['readout']} but no new image appeared within {timeout_ms / 1000:.0f} s")
+        assert changed, (
+            f"cell {index}: slider {slider['label']!r} moved {slider['readout']} -> "
+            f"{after['readout']} but no new image appeared within {timeout_ms / 1000:.0f} s"
+        )
         return slider, after
-
 
     def toggle_checkboxes(self, index: int, timeout_ms: int = 30_000) -> list[str]:
         """Click every enabled checkbox of the cell, waiting each time for a new, loaded image.
@@ -485,10 +502,14 @@ class NotebookPage:
             try:
                 self.page.wait_for_function(
                     "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
-                    arg=[self.notebook, index, before], timeout=timeout_ms, polling=50)
+                    arg=[self.notebook, index, before],
+                    timeout=timeout_ms,
+                    polling=50,
+                )
             except PlaywrightTimeoutError:
-                raise AssertionError(f"cell {index}: ticking checkbox {label!r} brought no new image "
-                                     f"within {timeout_ms / 1000:.0f} s") from None
+                raise AssertionError(
+                    f"cell {index}: ticking checkbox {label!r} brought no new image within {timeout_ms / 1000:.0f} s"
+                ) from None
             labels.append(label)
         return labels
 
@@ -505,11 +526,14 @@ class NotebookPage:
                 old = self.image_signature(index)
                 self.page.wait_for_function(
                     "([p, i, old]) => { const s = window.__gl.imageSignature(p, i); return s !== '' && s !== old; }",
-                    arg=[self.notebook, index, old], timeout=timeout_ms, polling=50)
+                    arg=[self.notebook, index, old],
+                    timeout=timeout_ms,
+                    polling=50,
+                )
         finally:
             self.cell(index).locator("button:has(.fa-pause)").first.click()
         after_sliders = self.state(index)["sliders"]
-        moved = [(b, a) for b, a in zip(before_sliders, after_sliders) if a["now"] != b["now"]]
+        moved = [(b, a) for b, a in zip(before_sliders, after_sliders, strict=True) if a["now"] != b["now"]]
         assert moved, f"cell {index}: Play changed the picture but no slider moved: {after_sliders}"
         return moved[0]
 
@@ -526,8 +550,9 @@ def check_explorer_state(state: dict, name: str, min_coverage: float = 0.3) -> N
     assert not state["loading"], f"{where}: still 'Loading widget' : {state['text']}"
     assert state["views"] >= 1, f"{where}: no widget view in the output"
     for root in state["roots"]:
-        assert root and root["attached"] and root["width"] > 0 and root["height"] > 0, \
+        assert root and root["attached"] and root["width"] > 0 and root["height"] > 0, (
             f"{where}: widget view not attached or zero size: {state['roots']}"
+        )
     assert state["images"], f"{where}: the widget shows no image"
     for img in state["images"]:
         assert img["decoded"] and img["complete"], f"{where}: image not decoded: {img}"
@@ -535,8 +560,9 @@ def check_explorer_state(state: dict, name: str, min_coverage: float = 0.3) -> N
         assert img["width"] > 0 and img["height"] > 0, f"{where}: image not painted: {img}"
         drawn = img["drawn"]
         assert drawn["ink"] > 0.001, f"{where}: image is blank: {img}"
-        assert min(drawn["rows"], drawn["cols"]) >= min_coverage, \
+        assert min(drawn["rows"], drawn["cols"]) >= min_coverage, (
             f"{where}: image drawn only in a band (axes or data missing?): {img}"
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -68,13 +68,40 @@ wrong types, NaNs, objects that refuse comparison and timeouts all become failed
 the exception's type and message.
 """
 
-from globattn_lite.checks.engine import (DEFAULT_BUDGET, DEFAULT_TIMEOUT, PROPERTY_WEIGHT, USES_COURSE_CODE,
-                                         Case, CheckResult, Failure, IsolatedCandidate, Outcome, Spec, check,
-                                         exercise_sets, run_check, specs)
+from globattn_lite.checks.engine import (
+    DEFAULT_BUDGET,
+    DEFAULT_TIMEOUT,
+    PROPERTY_WEIGHT,
+    USES_COURSE_CODE,
+    Case,
+    CheckResult,
+    Failure,
+    IsolatedCandidate,
+    Outcome,
+    Spec,
+    check,
+    exercise_sets,
+    run_check,
+    specs,
+)
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_TIMEOUT", "EXERCISE_SETS", "PROPERTY_WEIGHT", "USES_COURSE_CODE", "Case",
-           "CheckResult", "Failure", "IsolatedCandidate", "Outcome", "Spec", "check", "exercise_sets",
-           "run_check", "specs"]
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_TIMEOUT",
+    "EXERCISE_SETS",
+    "PROPERTY_WEIGHT",
+    "USES_COURSE_CODE",
+    "Case",
+    "CheckResult",
+    "Failure",
+    "IsolatedCandidate",
+    "Outcome",
+    "Spec",
+    "check",
+    "exercise_sets",
+    "run_check",
+    "specs",
+]
 
 
 def __getattr__(name):

@@ -77,9 +77,13 @@ def _same(a, b) -> bool:
     recognise a known mistake's output."""
     if a is None or b is None:
         return a is None and b is None
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b) \
-            and any(isinstance(x, np.ndarray) for x in (*a, *b)):
-        return all(_same(x, y) for x, y in zip(a, b))
+    if (
+        isinstance(a, (tuple, list))
+        and isinstance(b, (tuple, list))
+        and len(a) == len(b)
+        and any(isinstance(x, np.ndarray) for x in (*a, *b))
+    ):
+        return all(_same(x, y) for x, y in zip(a, b, strict=True))
     arr_a, arr_b = _as_array(a), _as_array(b)
     if arr_a is not None and arr_b is not None:
         if arr_a.shape != arr_b.shape or (arr_a.dtype == np.bool_) != (arr_b.dtype == np.bool_):
@@ -111,15 +115,21 @@ def compare_bool_mask(got, expected):
     if arr.dtype != np.bool_:
         same_values = np.isin(arr, (0, 1)).all() and np.array_equal(arr.astype(bool), expected)
         if same_values:
-            return (f"right pattern but dtype {arr.dtype}, expected bool",
-                    "return a boolean array (comparisons like k <= q give one; or .astype(bool))")
-        return (f"dtype {arr.dtype}, expected a boolean array",
-                "a mask says True (may attend) / False, not an additive 0 / -inf mask")
+            return (
+                f"right pattern but dtype {arr.dtype}, expected bool",
+                "return a boolean array (comparisons like k <= q give one; or .astype(bool))",
+            )
+        return (
+            f"dtype {arr.dtype}, expected a boolean array",
+            "a mask says True (may attend) / False, not an additive 0 / -inf mask",
+        )
     wrong = np.argwhere(arr != expected)
     if len(wrong):
         q, k = (int(i) for i in wrong[0])
-        return (f"{len(wrong)} of {arr.size} entries differ, first at [q={q}, k={k}]: "
-                f"expected {bool(expected[q, k])}, got {bool(arr[q, k])}"), None
+        return (
+            f"{len(wrong)} of {arr.size} entries differ, first at [q={q}, k={k}]: "
+            f"expected {bool(expected[q, k])}, got {bool(arr[q, k])}"
+        ), None
     return None
 
 
@@ -148,8 +158,10 @@ def _compare_int(got, expected):
     if isinstance(got, np.ndarray) and got.ndim == 0:
         got = got[()]
     if isinstance(got, str):
-        return (f"returned the string {_fmt(got, 40)}, expected an int",
-                "a number, not a string: write it without quotes (or drop the str(...))")
+        return (
+            f"returned the string {_fmt(got, 40)}, expected an int",
+            "a number, not a string: write it without quotes (or drop the str(...))",
+        )
     if not _is_int(got):
         if _is_real(got) and float(got) == expected:
             return f"right number but a {type(got).__name__}, expected an int", "convert with int(...)"
@@ -177,6 +189,7 @@ def _compare_float_scalar(got, expected, rtol=1e-6, atol=1e-9, nan_hint=None):
 def compare_whole_number_answer(what: str):
     """Compare a quiz answer that is a whole number without revealing it; an unanswered
     ``None`` gets the hint "replace None with ``what``"."""
+
     def compare(got, expected):
         if got is None:
             return "not answered yet (still None)", f"replace None with your answer: {what}"
@@ -187,4 +200,5 @@ def compare_whole_number_answer(what: str):
         if int(got) != expected:
             return f"{int(got)} is not the right number", None
         return None
+
     return compare

@@ -15,8 +15,9 @@ import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,13 +41,18 @@ PROPERTY_WEIGHT = 2.0
 SET_MODULES = ("ex1_dense", "ex2_sparse", "ex3_global", "ex4_softmax", "ex5_costs")
 
 USES_COURSE_CODE = "uses the course's implementation"
-_COURSE_CODE_HINT = ("write this one yourself (numpy is fine): the course package's helpers solve "
-                     "most exercises by design, so a check gives no credit for calling them")
-_IS_HINT = ("compare strings with ==, not `is`: `is` asks whether two names are the same object, "
-            "and a string built at run time (read from a file, sent by the grader) is a different "
-            "object from the literal in your code")
-_MUTATION_HINT = ("work on a copy (x = np.array(x, dtype=float), or x.copy()) or build a new array: "
-                  "the caller's data must not change")
+_COURSE_CODE_HINT = (
+    "write this one yourself (numpy is fine): the course package's helpers solve "
+    "most exercises by design, so a check gives no credit for calling them"
+)
+_IS_HINT = (
+    "compare strings with ==, not `is`: `is` asks whether two names are the same object, "
+    "and a string built at run time (read from a file, sent by the grader) is a different "
+    "object from the literal in your code"
+)
+_MUTATION_HINT = (
+    "work on a copy (x = np.array(x, dtype=float), or x.copy()) or build a new array: the caller's data must not change"
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -115,8 +121,7 @@ class CheckResult:
     def report(self) -> str:
         """The verdict printed under the exercise."""
         if self.needs_review is not None:
-            lines = [f"{self.name}: RECORDED for your instructor to read (free text is not graded "
-                     "automatically)."]
+            lines = [f"{self.name}: RECORDED for your instructor to read (free text is not graded automatically)."]
         elif self.ok:
             lines = [f"{self.name}: PASSED ({self.total} of {self.total} checks)."]
         else:
@@ -132,8 +137,9 @@ class CheckResult:
                 if f.got:
                     lines.append(_labelled("got", f.got))
                 if f.hint:
-                    lines.append(textwrap.fill(f"hint: {f.hint}", width=96, initial_indent="  ",
-                                               subsequent_indent="        "))
+                    lines.append(
+                        textwrap.fill(f"hint: {f.hint}", width=96, initial_indent="  ", subsequent_indent="        ")
+                    )
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -178,8 +184,9 @@ class IsolatedCandidate:
     ``mutated`` and ``course_code`` as :class:`Outcome` fields.
     """
 
-    def invoke(self, args: tuple, kwargs: dict, timeout: float, argnames=(),
-               intern_strings: bool = False) -> Outcome:  # pragma: no cover
+    def invoke(
+        self, args: tuple, kwargs: dict, timeout: float, argnames=(), intern_strings: bool = False
+    ) -> Outcome:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -245,16 +252,19 @@ def _call_in_thread(fn, args, kwargs, timeout) -> Outcome:
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        return Outcome(timed_out=True, note=(
-            "the timed-out call could not be stopped (thread fallback: no SIGALRM here) and "
-            "keeps running in the background; restart the kernel to stop it"))
+        return Outcome(
+            timed_out=True,
+            note=(
+                "the timed-out call could not be stopped (thread fallback: no SIGALRM here) and "
+                "keeps running in the background; restart the kernel to stop it"
+            ),
+        )
     if "error" in box:
         return Outcome(error=box["error"], course_code=box.get("course_code"))
     return Outcome(value=box.get("value"), course_code=box.get("course_code"))
 
 
-def _invoke(candidate, args: tuple, kwargs: dict, timeout: float, argnames=(),
-            intern_strings: bool = False) -> Outcome:
+def _invoke(candidate, args: tuple, kwargs: dict, timeout: float, argnames=(), intern_strings: bool = False) -> Outcome:
     """One call of the candidate on fresh copies of the inputs (strings not interned unless
     ``intern_strings``); reports arguments it changed and course code it ran."""
     args = _callguard.fresh_strings(copy.deepcopy(args), intern_strings)
@@ -265,8 +275,12 @@ def _invoke(candidate, args: tuple, kwargs: dict, timeout: float, argnames=(),
     # the learner's debug prints and overflow warnings would flood the cell (a check makes
     # about a hundred calls): discard them, the verdict reports what matters
     quiet = io.StringIO()
-    with warnings.catch_warnings(), np.errstate(all="ignore"), \
-            contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+    with (
+        warnings.catch_warnings(),
+        np.errstate(all="ignore"),
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+    ):
         warnings.simplefilter("ignore")
         if _alarm_available():
             outcome = _call_with_alarm(candidate, args, kwargs, timeout)
@@ -325,7 +339,8 @@ class Spec:
             text = _fmt(value, 300).replace("\n", "\n" + " " * (len(name) + 1))  # align rows under "name="
             return f"{name}={text}"
 
-        parts = [one(n, v) for n, v in zip(self.argnames, case.args)]
+        # a case may pass the later arguments by keyword: its positional ones name a prefix of argnames
+        parts = [one(n, v) for n, v in zip(self.argnames, case.args, strict=False)]
         parts += [one(n, v) for n, v in case.kwargs.items()]
         text = ", ".join(parts)
         if "\n" in text:  # masks: one argument per line
@@ -460,8 +475,12 @@ class _Run:
             return None
         failure.reason, failure.hint = problem
         failure.expected, failure.got = _fmt(expected), _fmt(outcome.value)
-        if _is_mask(expected) and _is_mask(outcome.value) and expected.shape == outcome.value.shape \
-                and min(expected.shape) >= 2:  # a picture of a 1 x 1 mask shows nothing the text does not
+        if (
+            _is_mask(expected)
+            and _is_mask(outcome.value)
+            and expected.shape == outcome.value.shape
+            and min(expected.shape) >= 2
+        ):  # a picture of a 1 x 1 mask shows nothing the text does not
             failure.masks = (expected, np.asarray(outcome.value))
         self.wrong_answers[id(failure)] = (case, outcome.value, expected, None)
         self._diagnose_strings(case, failure, expected)
@@ -479,8 +498,10 @@ class _Run:
         if not _callguard.contains_strings((case.args, case.kwargs)):
             return
         outcome = self._call(case, intern_strings=True)
-        if not (outcome.timed_out or outcome.error or outcome.course_code) \
-                and self._compare(outcome.value, expected) is None:
+        if (
+            not (outcome.timed_out or outcome.error or outcome.course_code)
+            and self._compare(outcome.value, expected) is None
+        ):
             failure.hint = _IS_HINT
             self.wrong_answers.pop(id(failure), None)  # the diagnosis is settled
 
@@ -491,7 +512,7 @@ class _Run:
         Several mistakes can agree on a tiny input, so the mistake matching the most failing
         inputs wins; a failure it does not explain gets the first mistake that does."""
         matches: dict[int, list[int]] = {}  # mistake index -> ids of failures it explains
-        for i, (hint, wrong) in enumerate(self.spec.mistakes):
+        for i, (_hint, wrong) in enumerate(self.spec.mistakes):
             for key, (case, got, expected, error_kind) in self.wrong_answers.items():
                 try:
                     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -535,9 +556,16 @@ class _Run:
         class Mismatch(AssertionError):
             pass
 
-        @settings(database=None, derandomize=self.seed is None, deadline=None, max_examples=MAX_EXAMPLES,
-                  report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
-                  phases=(Phase.explicit, Phase.generate, Phase.shrink), print_blob=False)
+        @settings(
+            database=None,
+            derandomize=self.seed is None,
+            deadline=None,
+            max_examples=MAX_EXAMPLES,
+            report_multiple_bugs=False,
+            suppress_health_check=list(HealthCheck),
+            phases=(Phase.explicit, Phase.generate, Phase.shrink),
+            print_blob=False,
+        )
         @given(strategy)
         def prop(case):
             examples[0] += 1
@@ -559,7 +587,7 @@ class _Run:
             pass
         except KeyboardInterrupt:
             raise
-        except BaseException:  # noqa: BLE001 - hypothesis' own errors (e.g. Flaky) end the run
+        except BaseException:  # hypothesis' own errors (e.g. Flaky) end the run
             if not last:
                 raise
         self.record(label, last[-1] if last else None, PROPERTY_WEIGHT)  # the last: hypothesis' minimal
@@ -572,14 +600,26 @@ def _is_mask(value) -> bool:
 def _check_args(name, timeout, budget) -> tuple[str, float, float]:
     """Validate the caller's arguments (a bad one is not the candidate's fault, so it raises)."""
     if not isinstance(name, str):
-        raise TypeError(f"name must be the exercise name as a string, e.g. check('causal_mask', causal_mask), "
-                        f"got {type(name).__name__}")
-    return (name, float_arg("timeout", timeout, strictly_positive=True),
-            float_arg("budget", budget, strictly_positive=True))
+        raise TypeError(
+            f"name must be the exercise name as a string, e.g. check('causal_mask', causal_mask), "
+            f"got {type(name).__name__}"
+        )
+    return (
+        name,
+        float_arg("timeout", timeout, strictly_positive=True),
+        float_arg("budget", budget, strictly_positive=True),
+    )
 
 
-def run_check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT, budget: float = DEFAULT_BUDGET,
-              seed: int | None = None, allow_course_code: bool = False) -> CheckResult:
+def run_check(
+    name: str,
+    candidate,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    budget: float = DEFAULT_BUDGET,
+    seed: int | None = None,
+    allow_course_code: bool = False,
+) -> CheckResult:
     """Run every check for exercise ``name`` on ``candidate`` (a function, or the answer value)
     and return a :class:`CheckResult`. Never raises because of the candidate; a bad ``name``,
     ``timeout`` or ``budget`` (seconds, > 0) raises TypeError or ValueError.
@@ -593,32 +633,57 @@ def run_check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT, budget:
     all_specs = specs()
     if name not in all_specs:
         close = [n for n in all_specs if n.split("_")[0] in name or name in n]
-        return CheckResult(name, 0, 0, notes=[
-            f"unknown exercise name {name!r}; known names: {', '.join(all_specs)}"
-            + (f" (did you mean {close[0]!r}?)" if close else "")])
+        return CheckResult(
+            name,
+            0,
+            0,
+            notes=[
+                f"unknown exercise name {name!r}; known names: {', '.join(all_specs)}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+            ],
+        )
     spec = all_specs[name]
     if spec.is_answer:
         return _run_answer(spec, candidate)
     if candidate is None or not callable(candidate):
-        reason = ("not implemented yet: still None" if candidate is None else
-                  f"expected a function, got a {type(candidate).__name__}")
-        hint = ("pass the function itself, without calling it: "
-                f"check({name!r}, {name})") if candidate is not None else None
+        reason = (
+            "not implemented yet: still None"
+            if candidate is None
+            else f"expected a function, got a {type(candidate).__name__}"
+        )
+        hint = (
+            (f"pass the function itself, without calling it: check({name!r}, {name})")
+            if candidate is not None
+            else None
+        )
         weights = [c.weight for c in spec.cases] + [PROPERTY_WEIGHT] * len(spec.properties)
-        return CheckResult(name, 0, len(weights), [Failure("all", "", reason, hint=hint)],
-                           points=0.0, max_points=sum(weights), seed=seed)
+        return CheckResult(
+            name,
+            0,
+            len(weights),
+            [Failure("all", "", reason, hint=hint)],
+            points=0.0,
+            max_points=sum(weights),
+            seed=seed,
+        )
 
     run = _Run(spec, candidate, timeout, budget, allow_course_code, seed)
     for i, case in enumerate(spec.cases, 1):
         if run.stop_reason:
-            run.record(f"edge case {i}", Failure("", spec.describe(case), f"not run: {run.stop_reason}",
-                                                 size=10**9), case.weight)
+            run.record(
+                f"edge case {i}",
+                Failure("", spec.describe(case), f"not run: {run.stop_reason}", size=10**9),
+                case.weight,
+            )
             continue
         run.record(f"edge case {i}", run.evaluate(case), case.weight)
     for label, make_strategy in spec.properties:
         if run.stop_reason:
-            run.record(f"property: {label}", Failure("", "(random inputs)", f"not run: {run.stop_reason}",
-                                                     size=10**9), PROPERTY_WEIGHT)
+            run.record(
+                f"property: {label}",
+                Failure("", "(random inputs)", f"not run: {run.stop_reason}", size=10**9),
+                PROPERTY_WEIGHT,
+            )
             continue
         run.run_property(f"property: {label}", make_strategy())
     run.diagnose()
@@ -626,8 +691,9 @@ def run_check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT, budget:
     if run.stop_reason == USES_COURSE_CODE:  # no credit at all, not even for the checks before
         run.points = 0.0
         failures.sort(key=lambda f: not f.reason.startswith(USES_COURSE_CODE))  # the reason first
-    return CheckResult(name, run.passed, run.total, failures, run.notes, points=run.points,
-                       max_points=run.max_points, seed=seed)
+    return CheckResult(
+        name, run.passed, run.total, failures, run.notes, points=run.points, max_points=run.max_points, seed=seed
+    )
 
 
 def _same_answer(value, wrong_value) -> bool:
@@ -656,12 +722,10 @@ def _run_answer(spec: Spec, value) -> CheckResult:
         if _same_answer(value, wrong_value):
             hint = wrong_hint
             break
-    return CheckResult(spec.name, 0, 1, [Failure("the answer", "", reason, got=_fmt(value, 200),
-                                                 hint=hint)])
+    return CheckResult(spec.name, 0, 1, [Failure("the answer", "", reason, got=_fmt(value, 200), hint=hint)])
 
 
-def check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT,
-          budget: float = DEFAULT_BUDGET) -> CheckResult:
+def check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT, budget: float = DEFAULT_BUDGET) -> CheckResult:
     """Check an exercise and print the verdict; returns the :class:`CheckResult`.
 
     ``check("causal_mask", causal_mask)`` for a function, ``check("kv_pairs_at_500",
@@ -676,8 +740,9 @@ def check(name: str, candidate, *, timeout: float = DEFAULT_TIMEOUT,
         raise
     except BaseException as exc:  # noqa: BLE001 - a bug in a check must not look like the learner's
         kind, message = _describe_exception(exc)
-        result = CheckResult(name, 0, 0, notes=[f"the check itself failed ({kind}: {message}); "
-                                                "please report this to the course team"])
+        result = CheckResult(
+            name, 0, 0, notes=[f"the check itself failed ({kind}: {message}); please report this to the course team"]
+        )
     print(result.report())
     _show_mask_picture(result)
     return result

@@ -42,8 +42,10 @@ def _compare_attention(got, expected):
     return None
 
 
-_SOFTMAX_OVERFLOW = ("softmax overflow: np.exp of a large score is inf (and inf/inf is NaN); "
-                     "subtract the maximum of each row first, which leaves the result unchanged")
+_SOFTMAX_OVERFLOW = (
+    "softmax overflow: np.exp of a large score is inf (and inf/inf is NaN); "
+    "subtract the maximum of each row first, which leaves the result unchanged"
+)
 
 
 def _naive_softmax(x):
@@ -86,6 +88,7 @@ def _mask_by_multiplying(scores, mask):
 def _attention_with(scale, mask_scores=_mask_before_softmax, softmax=_ref_softmax, mask_weights=False):
     """A wrong attention: ``scale(q, k, v)`` multiplies q k^T, ``mask_scores`` applies the mask
     to the scores (None: not at all), ``mask_weights`` multiplies the weights by the mask."""
+
     def wrong(q, k, v, mask=None):
         scores = q @ k.T * scale(q, k, v)
         if mask is not None and mask_scores is not None:
@@ -95,6 +98,7 @@ def _attention_with(scale, mask_scores=_mask_before_softmax, softmax=_ref_softma
         if mask is not None and mask_weights:
             weights = weights * mask
         return weights @ v, weights
+
     return wrong
 
 
@@ -110,9 +114,11 @@ def _softmax_sum_without_keepdims(x):
     return e / e.sum(axis=-1)
 
 
-_KEEPDIMS_HINT = ("missing keepdims=True: x.max(axis=-1) and e.sum(axis=-1) have shape (n,), which "
-                  "lines up with the columns instead of the rows (wrong values, or a broadcasting "
-                  "error); keep the reduced axis with keepdims=True")
+_KEEPDIMS_HINT = (
+    "missing keepdims=True: x.max(axis=-1) and e.sum(axis=-1) have shape (n,), which "
+    "lines up with the columns instead of the rows (wrong values, or a broadcasting "
+    "error); keep the reduced axis with keepdims=True"
+)
 
 
 def _sqrt_scale(q, k, v):
@@ -186,24 +192,31 @@ def specs(st, hnp) -> list[Spec]:
     rect = np.array([[True, False, True, False], [False, True, True, True]])
     return [
         Spec(
-            "causal_mask", ("n",), _ref_causal_mask, compare_bool_mask,
+            "causal_mask",
+            ("n",),
+            _ref_causal_mask,
+            compare_bool_mask,
             cases=[warmup(1), Case((2,)), Case((3,)), Case((5,))],
             properties=[("random sizes n = 1..40", lambda: n_sizes.map(lambda n: Case((n,))))],
             mistakes=[
-                ("upper instead of lower triangle: mask[q, k] is True when query q may see key k, "
-                 "so causal means k <= q (the lower triangle, np.tril)",
-                 _causal_upper_triangle),
-                ("a token may attend to itself: keep the diagonal (k <= q, not k < q)",
-                 _causal_without_diagonal),
-                ("this also lets each query see the key right after it (k <= q + 1, np.tril(..., k=1)); "
-                 "causal keeps k <= q: np.tril with the default k=0",
-                 _causal_one_key_ahead),
-                ("this lets every query see every key; causal hides the future keys (k > q)",
-                 _causal_all_keys),
+                (
+                    "upper instead of lower triangle: mask[q, k] is True when query q may see key k, "
+                    "so causal means k <= q (the lower triangle, np.tril)",
+                    _causal_upper_triangle,
+                ),
+                ("a token may attend to itself: keep the diagonal (k <= q, not k < q)", _causal_without_diagonal),
+                (
+                    "this also lets each query see the key right after it (k <= q + 1, np.tril(..., k=1)); "
+                    "causal keeps k <= q: np.tril with the default k=0",
+                    _causal_one_key_ahead,
+                ),
+                ("this lets every query see every key; causal hides the future keys (k > q)", _causal_all_keys),
             ],
         ),
         Spec(
-            "softmax", ("x",), _ref_softmax,
+            "softmax",
+            ("x",),
+            _ref_softmax,
             lambda got, exp: _compare_floats(got, exp, nan_hint=_SOFTMAX_OVERFLOW),
             cases=[
                 warmup(np.array([0.0])),
@@ -216,25 +229,37 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[
                 ("random 1-D arrays", lambda: st.integers(1, 8).flatmap(arrays).map(lambda x: Case((x,)))),
-                ("random 2-D arrays", lambda: st.tuples(st.integers(1, 5), st.integers(1, 6))
-                 .flatmap(arrays).map(lambda x: Case((x,)))),
-                ("large inputs up to 1e4", lambda: st.tuples(st.integers(1, 4), st.integers(1, 5))
-                 .flatmap(lambda s: arrays(s, big)).map(lambda x: Case((x,)))),
+                (
+                    "random 2-D arrays",
+                    lambda: st.tuples(st.integers(1, 5), st.integers(1, 6)).flatmap(arrays).map(lambda x: Case((x,))),
+                ),
+                (
+                    "large inputs up to 1e4",
+                    lambda: (
+                        st.tuples(st.integers(1, 4), st.integers(1, 5))
+                        .flatmap(lambda s: arrays(s, big))
+                        .map(lambda x: Case((x,)))
+                    ),
+                ),
             ],
             mistakes=[
                 (_SOFTMAX_OVERFLOW, _naive_softmax),
-                ("normalise along the last axis (axis=-1, keepdims=True): each row must sum to 1",
-                 _softmax_axis0),
-                ("normalise each row separately (axis=-1, keepdims=True), not the whole array",
-                 _softmax_whole_array),
-                ("subtract each row's own maximum (x.max(axis=-1, keepdims=True)), not the maximum "
-                 "of the whole array: rows far below it underflow to 0/0", _softmax_global_max),
+                ("normalise along the last axis (axis=-1, keepdims=True): each row must sum to 1", _softmax_axis0),
+                ("normalise each row separately (axis=-1, keepdims=True), not the whole array", _softmax_whole_array),
+                (
+                    "subtract each row's own maximum (x.max(axis=-1, keepdims=True)), not the maximum "
+                    "of the whole array: rows far below it underflow to 0/0",
+                    _softmax_global_max,
+                ),
                 (_KEEPDIMS_HINT, _softmax_no_keepdims),
                 (_KEEPDIMS_HINT, _softmax_sum_without_keepdims),
             ],
         ),
         Spec(
-            "attention", ("q", "k", "v", "mask"), _ref_attention, _compare_attention,
+            "attention",
+            ("q", "k", "v", "mask"),
+            _ref_attention,
+            _compare_attention,
             cases=[
                 Case(att(0, 1, 1, 1, 1).args, weight=0.0),
                 att(1, 2, 2, 2, 1),
@@ -247,24 +272,38 @@ def specs(st, hnp) -> list[Spec]:
                 ("random q, k, v with a random mask", lambda: attention_case(True)),
             ],
             mistakes=[
-                ("unscaled scores: divide q k^T by sqrt(d), the key dimension",
-                 _attention_with(_no_scale)),
+                ("unscaled scores: divide q k^T by sqrt(d), the key dimension", _attention_with(_no_scale)),
                 ("scale by 1/sqrt(d), not 1/d", _attention_with(_scale_by_d)),
-                ("scale by 1/sqrt(d) with d = q.shape[-1], the query/key dimension, not the number of "
-                 "keys m = k.shape[0]", _attention_with(_scale_by_sqrt_keys)),
-                ("scale by 1/sqrt(d) with d = q.shape[-1], the query/key dimension, not the value "
-                 "dimension v.shape[-1]", _attention_with(_scale_by_sqrt_value_dim)),
-                ("masking after the softmax: the kept weights no longer sum to 1; set masked "
-                 "scores to -inf BEFORE the softmax", _attention_with(_sqrt_scale, None, mask_weights=True)),
-                ("the mask is inverted: True means the query MAY attend to that key",
-                 _attention_with(_sqrt_scale, _mask_inverted)),
-                ("multiplying scores by the mask gives masked keys a score of 0, and exp(0) = 1; "
-                 "use np.where(mask, scores, -np.inf)", _attention_with(_sqrt_scale, _mask_by_multiplying)),
-                ("normalise the weights over the keys (last axis), not over the queries",
-                 _attention_with(_sqrt_scale, softmax=_softmax_axis0)),
+                (
+                    "scale by 1/sqrt(d) with d = q.shape[-1], the query/key dimension, not the number of "
+                    "keys m = k.shape[0]",
+                    _attention_with(_scale_by_sqrt_keys),
+                ),
+                (
+                    "scale by 1/sqrt(d) with d = q.shape[-1], the query/key dimension, not the value "
+                    "dimension v.shape[-1]",
+                    _attention_with(_scale_by_sqrt_value_dim),
+                ),
+                (
+                    "masking after the softmax: the kept weights no longer sum to 1; set masked "
+                    "scores to -inf BEFORE the softmax",
+                    _attention_with(_sqrt_scale, None, mask_weights=True),
+                ),
+                (
+                    "the mask is inverted: True means the query MAY attend to that key",
+                    _attention_with(_sqrt_scale, _mask_inverted),
+                ),
+                (
+                    "multiplying scores by the mask gives masked keys a score of 0, and exp(0) = 1; "
+                    "use np.where(mask, scores, -np.inf)",
+                    _attention_with(_sqrt_scale, _mask_by_multiplying),
+                ),
+                (
+                    "normalise the weights over the keys (last axis), not over the queries",
+                    _attention_with(_sqrt_scale, softmax=_softmax_axis0),
+                ),
                 (_SOFTMAX_OVERFLOW, _attention_with(_sqrt_scale, softmax=_naive_softmax)),
-                ("return the pair in the order (out, weights)",
-                 _attention_pair_swapped),
+                ("return the pair in the order (out, weights)", _attention_pair_swapped),
             ],
         ),
     ]

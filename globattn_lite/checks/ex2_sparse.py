@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from globattn_lite.checks.compare import (_NONE_HINT, _as_array, _compare_int, _fmt, compare_bool_mask,
-                                          compare_whole_number_answer)
+from globattn_lite.checks.compare import (
+    _NONE_HINT,
+    _as_array,
+    _compare_int,
+    _fmt,
+    compare_bool_mask,
+    compare_whole_number_answer,
+)
 from globattn_lite.checks.engine import Case, Spec, warmup
 from globattn_lite.checks.ex1_dense import _ref_causal_mask
 from globattn_lite.checks.inputs import _answer, _grid
@@ -121,27 +127,40 @@ def specs(st, hnp) -> list[Spec]:
     example = _ref_sliding_window_mask(5, 2) | (np.arange(5)[None, :] == 0) & _ref_causal_mask(5)
     return [
         Spec(
-            "sliding_window_mask", ("n", "window"), _ref_sliding_window_mask, compare_bool_mask,
+            "sliding_window_mask",
+            ("n", "window"),
+            _ref_sliding_window_mask,
+            compare_bool_mask,
             cases=[warmup(1, 1), Case((3, 1)), Case((3, 2)), Case((4, 5)), Case((6, 3))],
             properties=[("random n and window", window_case)],
             mistakes=[
-                ("window off by one: `window` counts the keys INCLUDING the query, so keep "
-                 "q - k < window (q - k <= window is attention-gym's look-back w = window - 1)",
-                 _window_look_back),
-                ("window off by one: the query itself counts, so there are window keys "
-                 "with q - k = 0, 1, ..., window - 1",
-                 _window_one_short),
-                ("the window must be causal: keys after the query (k > q) stay hidden",
-                 _window_two_sided),
-                ("the causal condition is missing: a key after the query has q - k < 0, which is "
-                 "< window too; combine with k <= q: (k <= q) & (q - k < window)",
-                 _window_not_causal),
-                ("upper instead of lower triangle: mask[q, k] is True when query q may see key k",
-                 _window_upper_triangle),
+                (
+                    "window off by one: `window` counts the keys INCLUDING the query, so keep "
+                    "q - k < window (q - k <= window is attention-gym's look-back w = window - 1)",
+                    _window_look_back,
+                ),
+                (
+                    "window off by one: the query itself counts, so there are window keys "
+                    "with q - k = 0, 1, ..., window - 1",
+                    _window_one_short,
+                ),
+                ("the window must be causal: keys after the query (k > q) stay hidden", _window_two_sided),
+                (
+                    "the causal condition is missing: a key after the query has q - k < 0, which is "
+                    "< window too; combine with k <= q: (k <= q) & (q - k < window)",
+                    _window_not_causal,
+                ),
+                (
+                    "upper instead of lower triangle: mask[q, k] is True when query q may see key k",
+                    _window_upper_triangle,
+                ),
             ],
         ),
         Spec(
-            "attended_positions", ("mask", "i"), _ref_attended_positions, _compare_positions,
+            "attended_positions",
+            ("mask", "i"),
+            _ref_attended_positions,
+            _compare_positions,
             cases=[
                 warmup(np.array([[True]]), 0),
                 Case((_ref_causal_mask(3), 0)),
@@ -151,16 +170,16 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random masks and rows", mask_and_row)],
             mistakes=[
-                ("row i is query i (its keys are the columns): use mask[i], not mask[:, i]",
-                 _positions_of_column),
-                ("positions are 0-based: key k is index k (no + 1)",
-                 _positions_one_based),
-                ("return the key indices (np.flatnonzero(mask[i])), not the boolean row",
-                 _positions_as_booleans),
+                ("row i is query i (its keys are the columns): use mask[i], not mask[:, i]", _positions_of_column),
+                ("positions are 0-based: key k is index k (no + 1)", _positions_one_based),
+                ("return the key indices (np.flatnonzero(mask[i])), not the boolean row", _positions_as_booleans),
             ],
         ),
         Spec(
-            "count_kv_pairs", ("mask",), _ref_count_kv_pairs, _compare_int,
+            "count_kv_pairs",
+            ("mask",),
+            _ref_count_kv_pairs,
+            _compare_int,
             cases=[
                 warmup(np.array([[True]])),
                 warmup(np.array([[False]])),
@@ -170,25 +189,29 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random masks", lambda: masks().map(lambda m: Case((m,))))],
             mistakes=[
-                ("count the True entries (allowed pairs), not the False ones",
-                 _count_false),
-                ("return one total for the whole mask, not one count per query",
-                 _count_per_query),
-                ("count the mask you are given; n(n+1)/2 holds only for full causal attention",
-                 _count_full_causal),
-                ("count every allowed (query, key) pair: all rows, not only the last one",
-                 _count_last_row),
-                ("len(mask) is the number of rows (queries), not the number of allowed pairs: "
-                 "count the True entries", _count_rows),
+                ("count the True entries (allowed pairs), not the False ones", _count_false),
+                ("return one total for the whole mask, not one count per query", _count_per_query),
+                ("count the mask you are given; n(n+1)/2 holds only for full causal attention", _count_full_causal),
+                ("count every allowed (query, key) pair: all rows, not only the last one", _count_last_row),
+                (
+                    "len(mask) is the number of rows (queries), not the number of allowed pairs: "
+                    "count the True entries",
+                    _count_rows,
+                ),
             ],
         ),
         Spec(
-            "kv_pairs_at_500", (), _answer(len({1, 500 - 2, 500 - 1, 500})),
+            "kv_pairs_at_500",
+            (),
+            _answer(len({1, 500 - 2, 500 - 1, 500})),
             compare_whole_number_answer("a whole number"),
             is_answer=True,
             mistakes=[
-                ("that is full causal attention; this model sees only position 1, itself and the "
-                 "two positions before it", 500),
+                (
+                    "that is full causal attention; this model sees only position 1, itself and the "
+                    "two positions before it",
+                    500,
+                ),
                 ("position 500 attends to itself too: count it", 3),
                 ("count each distinct position once: the first position is not part of the window", 5),
             ],

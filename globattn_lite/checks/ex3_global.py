@@ -50,8 +50,10 @@ def _compare_min_layers(got, expected):
     if expected is None:
         if got is None:
             return None
-        return (f"expected None (never reached), got {_fmt(got, 80)}",
-                "return None when the information can never reach dst (not -1, inf or n)")
+        return (
+            f"expected None (never reached), got {_fmt(got, 80)}",
+            "return None when the information can never reach dst (not -1, inf or n)",
+        )
     if got is None:
         return f"expected {expected}, got None", None
     return _compare_int(got, expected)
@@ -108,16 +110,18 @@ def _receptive_field_capped(mask, layers, cap=10):
 def _longformer_precedence(n, r, g):
     q, k = _grid(n)
     is_global = np.isin(np.arange(n), g)
-    return np.abs(q - k) <= r | is_global[q] | is_global[k]  # noqa: the mistake: | binds tighter than <=
+    return np.abs(q - k) <= r | is_global[q] | is_global[k]  # the deliberate mistake: | binds tighter than <=
 
 
 def _local_global_precedence(n, w, g):
     q, k = _grid(n)
-    return (k <= q) & (q - k < w) | k < g  # noqa: the mistake: | binds tighter than <
+    return (k <= q) & (q - k < w) | k < g  # the deliberate mistake: | binds tighter than <
 
 
-_PRECEDENCE_HINT = ("operator precedence: | and & bind tighter than <, <= and ==, so `a <= r | b` "
-                    "means `a <= (r | b)`; put every comparison in parentheses: (a <= r) | b")
+_PRECEDENCE_HINT = (
+    "operator precedence: | and & bind tighter than <, <= and ==, so `a <= r | b` "
+    "means `a <= (r | b)`; put every comparison in parentheses: (a <= r) | b"
+)
 
 
 def _global_keys_not_causal(n, window, num_global):
@@ -203,50 +207,91 @@ def specs(st, hnp) -> list[Spec]:
     medium_window = _ref_sliding_window_mask(12, 2)
     return [
         Spec(
-            "local_global_mask", ("n", "window", "num_global"), _ref_local_global_mask, compare_bool_mask,
-            cases=[warmup(1, 1, 0), Case((2, 1, 1)), Case((3, 1, 2)), Case((5, 2, 1)), Case((6, 2, 0)),
-                   Case((6, 3, 2))],
+            "local_global_mask",
+            ("n", "window", "num_global"),
+            _ref_local_global_mask,
+            compare_bool_mask,
+            cases=[
+                warmup(1, 1, 0),
+                Case((2, 1, 1)),
+                Case((3, 1, 2)),
+                Case((5, 2, 1)),
+                Case((6, 2, 0)),
+                Case((6, 3, 2)),
+            ],
             properties=[("random n, window and num_global", local_global_case)],
             mistakes=[
-                ("non-causal global tokens: the first num_global keys are visible only to queries "
-                 "at or after them (k <= q still holds, sink style)",
-                 _global_keys_not_causal),
-                ("non-causal global tokens: in a causal model the global tokens' own rows must not "
-                 "see the future either; use causal & (window | k < num_global)",
-                 _global_rows_see_the_future),
-                ("window off by one: the window holds `window` keys including the query (q - k < window)",
-                 _local_global_window_plus_one),
-                ("the first num_global keys are k = 0, ..., num_global - 1: use k < num_global, "
-                 "not k <= num_global (which makes one key too many global)",
-                 _local_global_one_global_too_many),
-                ("the causal condition is missing: keys after the query have q - k < 0, which is < "
-                 "window too; use (k <= q) & ((q - k < window) | (k < num_global))",
-                 _local_global_not_causal),
+                (
+                    "non-causal global tokens: the first num_global keys are visible only to queries "
+                    "at or after them (k <= q still holds, sink style)",
+                    _global_keys_not_causal,
+                ),
+                (
+                    "non-causal global tokens: in a causal model the global tokens' own rows must not "
+                    "see the future either; use causal & (window | k < num_global)",
+                    _global_rows_see_the_future,
+                ),
+                (
+                    "window off by one: the window holds `window` keys including the query (q - k < window)",
+                    _local_global_window_plus_one,
+                ),
+                (
+                    "the first num_global keys are k = 0, ..., num_global - 1: use k < num_global, "
+                    "not k <= num_global (which makes one key too many global)",
+                    _local_global_one_global_too_many,
+                ),
+                (
+                    "the causal condition is missing: keys after the query have q - k < 0, which is < "
+                    "window too; use (k <= q) & ((q - k < window) | (k < num_global))",
+                    _local_global_not_causal,
+                ),
                 (_PRECEDENCE_HINT, _local_global_precedence),
-                ("the global keys come in addition to the window: combine them with | (or)",
-                 _local_global_and_instead_of_or),
+                (
+                    "the global keys come in addition to the window: combine them with | (or)",
+                    _local_global_and_instead_of_or,
+                ),
             ],
         ),
         Spec(
-            "longformer_mask", ("n", "radius", "global_positions"), _ref_longformer_mask, compare_bool_mask,
-            cases=[warmup(1, 0, []), Case((3, 0, [1])), Case((4, 1, [])), Case((5, 1, [0])),
-                   Case((6, 1, [0, 5])), Case((7, 2, [3]))],
+            "longformer_mask",
+            ("n", "radius", "global_positions"),
+            _ref_longformer_mask,
+            compare_bool_mask,
+            cases=[
+                warmup(1, 0, []),
+                Case((3, 0, [1])),
+                Case((4, 1, [])),
+                Case((5, 1, [0])),
+                Case((6, 1, [0, 5])),
+                Case((7, 2, [3])),
+            ],
             properties=[("random n, radius and global positions", longformer_case)],
             mistakes=[
-                ("global tokens are symmetric: every token sees them (their columns) AND they see "
-                 "every token (their rows)",
-                 _longformer_global_columns_only),
-                ("global tokens are symmetric: their columns must be all True too (every token sees them)",
-                 _longformer_global_rows_only),
-                ("radius off by one: radius keys on each side, |q - k| <= radius (2 * radius + 1 keys)",
-                 _longformer_radius_minus_one),
+                (
+                    "global tokens are symmetric: every token sees them (their columns) AND they see "
+                    "every token (their rows)",
+                    _longformer_global_columns_only,
+                ),
+                (
+                    "global tokens are symmetric: their columns must be all True too (every token sees them)",
+                    _longformer_global_rows_only,
+                ),
+                (
+                    "radius off by one: radius keys on each side, |q - k| <= radius (2 * radius + 1 keys)",
+                    _longformer_radius_minus_one,
+                ),
                 (_PRECEDENCE_HINT, _longformer_precedence),
-                ("Longformer's local window is bidirectional: keys after the query within the radius count",
-                 _longformer_causal_window),
+                (
+                    "Longformer's local window is bidirectional: keys after the query within the radius count",
+                    _longformer_causal_window,
+                ),
             ],
         ),
         Spec(
-            "receptive_field", ("mask", "layers"), _ref_receptive_field, compare_bool_mask,
+            "receptive_field",
+            ("mask", "layers"),
+            _ref_receptive_field,
+            compare_bool_mask,
             cases=[
                 warmup(np.array([[False]]), 0),
                 warmup(np.array([[False]]), 1),
@@ -259,20 +304,37 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random masks and layer counts", receptive_case)],
             mistakes=[
-                ("receptive field without the residual path: each layer also keeps what a position "
-                 "already holds (use mask | identity for every step)", _receptive_field_without_residual),
-                ("orientation: result[q, k] is True when key k's information has reached query q; "
-                 "information flows along mask[q, k] from k to q", _receptive_field_transposed),
-                ("apply all `layers` layers: a loop capped at a fixed count (here 10) stops too "
-                 "early on long masks", _receptive_field_capped),
-                ("apply exactly `layers` layers, starting from the identity (0 layers: each position "
-                 "holds only itself)", _receptive_field_one_layer_too_many),
-                ("apply exactly `layers` layers, starting from the identity (0 layers: each position "
-                 "holds only itself)", _receptive_field_one_layer_too_few),
+                (
+                    "receptive field without the residual path: each layer also keeps what a position "
+                    "already holds (use mask | identity for every step)",
+                    _receptive_field_without_residual,
+                ),
+                (
+                    "orientation: result[q, k] is True when key k's information has reached query q; "
+                    "information flows along mask[q, k] from k to q",
+                    _receptive_field_transposed,
+                ),
+                (
+                    "apply all `layers` layers: a loop capped at a fixed count (here 10) stops too early on long masks",
+                    _receptive_field_capped,
+                ),
+                (
+                    "apply exactly `layers` layers, starting from the identity (0 layers: each position "
+                    "holds only itself)",
+                    _receptive_field_one_layer_too_many,
+                ),
+                (
+                    "apply exactly `layers` layers, starting from the identity (0 layers: each position "
+                    "holds only itself)",
+                    _receptive_field_one_layer_too_few,
+                ),
             ],
         ),
         Spec(
-            "min_layers", ("mask", "src", "dst"), _ref_min_layers, _compare_min_layers,
+            "min_layers",
+            ("mask", "src", "dst"),
+            _ref_min_layers,
+            _compare_min_layers,
             cases=[
                 warmup(np.array([[False]]), 0, 0),
                 Case((strict_lower[:2, :2], 0, 1)),
@@ -283,15 +345,23 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random masks, sources and destinations", hops_case)],
             mistakes=[
-                ("keep searching until nothing new is reached: a search capped at a fixed number "
-                 "of layers (here 10) gives up on long paths such as 0 -> 63 in a window of 2",
-                 _min_layers_capped),
-                ("direction: information moves from key to query, so it goes from src to dst when "
-                 "mask[dst, src] is True", _min_layers_transposed),
+                (
+                    "keep searching until nothing new is reached: a search capped at a fixed number "
+                    "of layers (here 10) gives up on long paths such as 0 -> 63 in a window of 2",
+                    _min_layers_capped,
+                ),
+                (
+                    "direction: information moves from key to query, so it goes from src to dst when "
+                    "mask[dst, src] is True",
+                    _min_layers_transposed,
+                ),
                 ("return None when dst can never be reached (not -1)", _min_layers_minus_one),
                 ("return None when dst can never be reached (not infinity)", _min_layers_inf),
-                ("count layers (edges), not positions: one layer carries information one hop, and "
-                 "src == dst needs 0 layers", _min_layers_plus_one),
+                (
+                    "count layers (edges), not positions: one layer carries information one hop, and "
+                    "src == dst needs 0 layers",
+                    _min_layers_plus_one,
+                ),
             ],
         ),
     ]

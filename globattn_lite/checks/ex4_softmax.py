@@ -29,8 +29,10 @@ def _ref_evict(scores, keep):
     return _ref_softmax(np.where(keep, scores, -np.inf))
 
 
-_SINK_OVERFLOW = ("softmax overflow: shift by m = max(max(scores), sink_logit) before np.exp, "
-                  "and shift the sink too: exp(sink_logit - m)")
+_SINK_OVERFLOW = (
+    "softmax overflow: shift by m = max(max(scores), sink_logit) before np.exp, "
+    "and shift the sink too: exp(sink_logit - m)"
+)
 
 
 def _sink_missing(scores, sink_logit):
@@ -111,8 +113,7 @@ def specs(st, hnp) -> list[Spec]:
 
     @st.composite
     def big_sink_case(draw):
-        s = draw(st.integers(1, 5).flatmap(
-            lambda n: hnp.arrays(np.float64, n, elements=_halves(st, 10_000))))
+        s = draw(st.integers(1, 5).flatmap(lambda n: hnp.arrays(np.float64, n, elements=_halves(st, 10_000))))
         return Case((s, draw(_halves(st, 10_000))))
 
     @st.composite
@@ -132,7 +133,9 @@ def specs(st, hnp) -> list[Spec]:
 
     return [
         Spec(
-            "softmax_with_sink", ("scores", "sink_logit"), _ref_softmax_with_sink,
+            "softmax_with_sink",
+            ("scores", "sink_logit"),
+            _ref_softmax_with_sink,
             lambda got, exp: _compare_floats(got, exp, nan_hint=_SINK_OVERFLOW),
             cases=[
                 warmup(np.array([0.0]), 0.0),
@@ -142,24 +145,35 @@ def specs(st, hnp) -> list[Spec]:
                 Case((np.array([1000.0, 1000.0]), 0.0)),
                 Case((np.array([0.0, 1.0]), 1000.0)),
             ],
-            properties=[("random scores and sink logits", sink_case),
-                        ("large scores and sink logits up to 1e4", big_sink_case)],
+            properties=[
+                ("random scores and sink logits", sink_case),
+                ("large scores and sink logits up to 1e4", big_sink_case),
+            ],
             mistakes=[
-                ("the sink adds exp(sink_logit) to the denominator; without it this is a plain softmax",
-                 _sink_missing),
-                ("the sink contributes exp(sink_logit) to the denominator; that is 1 only when "
-                 "sink_logit = 0", _sink_as_one),
-                ("when you shift the scores by their maximum m, shift the sink logit too: "
-                 "exp(sink_logit - m)", _sink_unshifted),
+                ("the sink adds exp(sink_logit) to the denominator; without it this is a plain softmax", _sink_missing),
+                (
+                    "the sink contributes exp(sink_logit) to the denominator; that is 1 only when sink_logit = 0",
+                    _sink_as_one,
+                ),
+                (
+                    "when you shift the scores by their maximum m, shift the sink logit too: exp(sink_logit - m)",
+                    _sink_unshifted,
+                ),
                 (_SINK_OVERFLOW, _sink_naive),
-                ("return the weights over the real keys only (the sink's own weight is dropped), "
-                 "so they sum to less than 1", _sink_weight_returned),
+                (
+                    "return the weights over the real keys only (the sink's own weight is dropped), "
+                    "so they sum to less than 1",
+                    _sink_weight_returned,
+                ),
             ],
         ),
         Spec(
-            "entropy", ("weights",), _ref_entropy,
-            lambda got, exp: _compare_float_scalar(got, exp, nan_hint=(
-                "0 * log(0) is NaN in numpy: ignore the zero weights (their limit is 0)")),
+            "entropy",
+            ("weights",),
+            _ref_entropy,
+            lambda got, exp: _compare_float_scalar(
+                got, exp, nan_hint=("0 * log(0) is NaN in numpy: ignore the zero weights (their limit is 0)")
+            ),
             cases=[
                 warmup(np.array([1.0])),
                 Case((np.array([0.5, 0.5]),)),
@@ -170,15 +184,15 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random distributions (with zeros)", distribution)],
             mistakes=[
-                ("entropy with log2: the course uses the natural log (np.log), in nats",
-                 _entropy_log2),
-                ("ignore zero weights: 0 * log(0) is NaN in numpy, but its limit is 0",
-                 _entropy_with_zeros),
+                ("entropy with log2: the course uses the natural log (np.log), in nats", _entropy_log2),
+                ("ignore zero weights: 0 * log(0) is NaN in numpy, but its limit is 0", _entropy_with_zeros),
                 ("entropy is -sum(w * log w), which is >= 0: mind the minus sign", _entropy_negated),
             ],
         ),
         Spec(
-            "evict", ("scores", "keep"), _ref_evict,
+            "evict",
+            ("scores", "keep"),
+            _ref_evict,
             lambda got, exp: _compare_floats(got, exp, nan_hint=_SOFTMAX_OVERFLOW),
             cases=[
                 warmup(np.array([0.0]), np.array([True])),
@@ -190,15 +204,19 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random scores and keep masks", evict_case)],
             mistakes=[
-                ("evict renormalising wrongly: zeroing the evicted weights of the full softmax leaves "
-                 "the kept ones summing to less than 1; take the softmax over the kept scores only",
-                 _evict_without_renormalising),
+                (
+                    "evict renormalising wrongly: zeroing the evicted weights of the full softmax leaves "
+                    "the kept ones summing to less than 1; take the softmax over the kept scores only",
+                    _evict_without_renormalising,
+                ),
                 ("keep is True for the keys that STAY in the cache", _evict_inverted),
-                ("return an array of the same shape as scores, with 0 at the evicted keys",
-                 _evict_compressed),
-                ("shift by the maximum of the KEPT scores (take the max after setting the evicted "
-                 "ones to -inf): an evicted score far above the rest makes every kept exp() "
-                 "underflow to 0, and 0 / 0 is NaN", _evict_global_max),
+                ("return an array of the same shape as scores, with 0 at the evicted keys", _evict_compressed),
+                (
+                    "shift by the maximum of the KEPT scores (take the max after setting the evicted "
+                    "ones to -inf): an evicted score far above the rest makes every kept exp() "
+                    "underflow to 0, and 0 / 0 is NaN",
+                    _evict_global_max,
+                ),
                 (_SOFTMAX_OVERFLOW, _evict_naive),
             ],
         ),

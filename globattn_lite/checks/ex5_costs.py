@@ -160,8 +160,10 @@ def specs(st, hnp) -> list[Spec]:
     gib = 2**30
     return [
         Spec(
-            "kv_cache_bytes", ("layers", "kv_heads", "head_dim", "tokens", "batch", "bytes_per_element"),
-            _ref_kv_cache_bytes, _compare_int,
+            "kv_cache_bytes",
+            ("layers", "kv_heads", "head_dim", "tokens", "batch", "bytes_per_element"),
+            _ref_kv_cache_bytes,
+            _compare_int,
             cases=[
                 Case((1, 1, 1, 1)),
                 Case((1, 1, 1, 1), {"bytes_per_element": 4}),
@@ -171,17 +173,20 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random model shapes, batch and dtype sizes", bytes_case)],
             mistakes=[
-                ("forgetting the factor 2 for K and V: every token stores a key AND a value vector",
-                 _bytes_without_k_and_v),
-                ("use the batch and bytes_per_element arguments (defaults 1 and 2)",
-                 _bytes_ignoring_batch_and_dtype),
+                (
+                    "forgetting the factor 2 for K and V: every token stores a key AND a value vector",
+                    _bytes_without_k_and_v,
+                ),
+                ("use the batch and bytes_per_element arguments (defaults 1 and 2)", _bytes_ignoring_batch_and_dtype),
                 ("count bytes, not bits", _bytes_as_bits),
-                ("the cache grows with every layer: multiply by layers too",
-                 _bytes_of_one_layer),
+                ("the cache grows with every layer: multiply by layers too", _bytes_of_one_layer),
             ],
         ),
         Spec(
-            "kv_entries", ("policy", "t", "window", "sinks"), _ref_kv_entries, _compare_int,
+            "kv_entries",
+            ("policy", "t", "window", "sinks"),
+            _ref_kv_entries,
+            _compare_int,
             cases=[
                 warmup("dense", 0),
                 Case(("dense", 7)),
@@ -193,16 +198,22 @@ def specs(st, hnp) -> list[Spec]:
             properties=[("random policies and lengths", entries_case)],
             mistakes=[
                 ("before the cache fills up only t entries exist: min(t, window)", _kv_entries_without_min),
-                ("the sinks policy keeps the sink tokens AND the window: min(t, sinks + window)",
-                 _kv_entries_forgetting_sinks),
+                (
+                    "the sinks policy keeps the sink tokens AND the window: min(t, sinks + window)",
+                    _kv_entries_forgetting_sinks,
+                ),
                 ("the cache keeps at most the window: min, not max", _kv_entries_with_max),
-                ("the sinks policy keeps the sink tokens AND the window: min(t, sinks + window)",
-                 _kv_entries_sinks_only),
+                (
+                    "the sinks policy keeps the sink tokens AND the window: min(t, sinks + window)",
+                    _kv_entries_sinks_only,
+                ),
             ],
         ),
         Spec(
-            "max_sequences", ("budget_bytes", "layers", "kv_heads", "head_dim", "tokens", "bytes_per_element"),
-            _ref_max_sequences, _compare_int,
+            "max_sequences",
+            ("budget_bytes", "layers", "kv_heads", "head_dim", "tokens", "bytes_per_element"),
+            _ref_max_sequences,
+            _compare_int,
             cases=[
                 warmup(0, 1, 1, 1, 1),
                 Case((4, 1, 1, 1, 1)),
@@ -212,31 +223,49 @@ def specs(st, hnp) -> list[Spec]:
             ],
             properties=[("random budgets and model shapes", budget_case)],
             mistakes=[
-                ("only whole sequences fit: round down with //, not up (ceil) or to the nearest",
-                 _sequences_rounded_up),
-                ("only whole sequences fit: round down with //, not up (ceil) or to the nearest",
-                 _sequences_rounded),
-                ("forgetting the factor 2 for K and V: every token stores a key AND a value vector",
-                 _sequences_without_k_and_v),
-                ("use the bytes_per_element argument (default 2)",
-                 _sequences_ignoring_dtype),
+                (
+                    "only whole sequences fit: round down with //, not up (ceil) or to the nearest",
+                    _sequences_rounded_up,
+                ),
+                ("only whole sequences fit: round down with //, not up (ceil) or to the nearest", _sequences_rounded),
+                (
+                    "forgetting the factor 2 for K and V: every token stores a key AND a value vector",
+                    _sequences_without_k_and_v,
+                ),
+                ("use the bytes_per_element argument (default 2)", _sequences_ignoring_dtype),
             ],
         ),
         Spec(
-            "mistral_kv_bytes_per_token", (), _answer(2 * 32 * 8 * 128 * 2),
+            "mistral_kv_bytes_per_token",
+            (),
+            _answer(2 * 32 * 8 * 128 * 2),
             compare_whole_number_answer("a whole number of bytes"),
             is_answer=True,
             mistakes=[
-                ("counting query heads instead of KV heads: Mistral-7B has 32 query heads but only 8 "
-                 "KV heads (grouped-query attention), and only KV heads are cached", 2 * 32 * 32 * 128 * 2),
+                (
+                    "counting query heads instead of KV heads: Mistral-7B has 32 query heads but only 8 "
+                    "KV heads (grouped-query attention), and only KV heads are cached",
+                    2 * 32 * 32 * 128 * 2,
+                ),
                 ("forgetting the factor 2 for K and V", 32 * 8 * 128 * 2),
                 ("fp16 is 2 bytes per element", 2 * 32 * 8 * 128 * 4),
                 ("count bytes for one token across all 32 layers", 2 * 8 * 128 * 2),
             ],
         ),
-        Spec("global_tokens_always_help", (), _answer(False), _compare_answer_bool, is_answer=True,
-             mistakes=[("each global token adds about N pairs per layer and KV entries that are never "
-                        "evicted, and a few tokens can only carry so much: returns diminish", True)]),
+        Spec(
+            "global_tokens_always_help",
+            (),
+            _answer(False),
+            _compare_answer_bool,
+            is_answer=True,
+            mistakes=[
+                (
+                    "each global token adds about N pairs per layer and KV entries that are never "
+                    "evicted, and a few tokens can only carry so much: returns diminish",
+                    True,
+                )
+            ],
+        ),
         Spec("global_tokens_reason", (), _answer(None), _record_reason, is_answer=True, free_text=True),
         Spec("legal_contracts_choice", (), _answer("B"), _compare_choice, is_answer=True),
     ]

@@ -25,10 +25,10 @@ def _float_arrays(st, shape, elements):
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     size = int(np.prod(shape))
     return st.lists(elements, min_size=size, max_size=size).map(
-        lambda xs: np.array(xs, dtype=np.float64).reshape(shape))
+        lambda xs: np.array(xs, dtype=np.float64).reshape(shape)
+    )
 
 
 def _answer(value):
     """The reference of a quiz answer: a function of no arguments returning it."""
     return lambda: value
-

@@ -15,11 +15,15 @@ def _panel(mask: np.ndarray, other: np.ndarray, x0: int, y0: int, cell: int, tit
     for q in range(n):
         for k in range(m):
             fill = TRUE_FILL if mask[q, k] else FALSE_FILL
-            parts.append(f'<rect x="{x0 + k * cell}" y="{y0 + q * cell}" width="{cell}" height="{cell}" '
-                         f'fill="{fill}" stroke="#ffffff" stroke-width="0.5"/>')
+            parts.append(
+                f'<rect x="{x0 + k * cell}" y="{y0 + q * cell}" width="{cell}" height="{cell}" '
+                f'fill="{fill}" stroke="#ffffff" stroke-width="0.5"/>'
+            )
     for q, k in np.argwhere(mask != other):
-        parts.append(f'<rect x="{x0 + k * cell + 1}" y="{y0 + q * cell + 1}" width="{cell - 2}" '
-                     f'height="{cell - 2}" fill="none" stroke="{DIFF_STROKE}" stroke-width="2"/>')
+        parts.append(
+            f'<rect x="{x0 + k * cell + 1}" y="{y0 + q * cell + 1}" width="{cell - 2}" '
+            f'height="{cell - 2}" fill="none" stroke="{DIFF_STROKE}" stroke-width="2"/>'
+        )
     return parts
 
 
@@ -37,7 +41,9 @@ def mask_difference_svg(expected, got) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">']
     parts += _panel(expected, got, 0, top, cell, "expected")
     parts += _panel(got, expected, m * cell + gap, top, cell, "yours")
-    parts.append(f'<text x="0" y="{height - 3}" font-family="sans-serif" font-size="11">'
-                 f'{wrong} of {n * m} cells differ (outlined); row = query q, column = key k</text>')
+    parts.append(
+        f'<text x="0" y="{height - 3}" font-family="sans-serif" font-size="11">'
+        f"{wrong} of {n * m} cells differ (outlined); row = query q, column = key k</text>"
+    )
     parts.append("</svg>")
     return "\n".join(parts)

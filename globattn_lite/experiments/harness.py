@@ -32,8 +32,19 @@ def lr_factor(step, steps, warmup=50, cosine=False) -> float:
     return factor * 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else factor
 
 
-def train(model, batch_loss, steps, lr=2e-3, desc="train", progress=True, stop=None, check_every=100,
-          warmup=50, cosine=False, schedule_steps=None):
+def train(
+    model,
+    batch_loss,
+    steps,
+    lr=2e-3,
+    desc="train",
+    progress=True,
+    stop=None,
+    check_every=100,
+    warmup=50,
+    cosine=False,
+    schedule_steps=None,
+):
     """AdamW with a linear warm-up (and optionally a cosine decay over ``schedule_steps``, default
     ``steps``, see ``lr_factor``). ``batch_loss(step) -> loss`` builds the step's batch.
 
@@ -131,7 +142,10 @@ def classify_loss(model, mask, ids, answers):
 def predictions(model, mask, ids, chunk=512) -> np.ndarray:
     """The model's answer (argmax at the last position) for each row of ``ids``."""
     return np.concatenate(
-        [model.last_logits(torch.from_numpy(ids[i : i + chunk]), mask).argmax(-1).numpy() for i in range(0, len(ids), chunk)]
+        [
+            model.last_logits(torch.from_numpy(ids[i : i + chunk]), mask).argmax(-1).numpy()
+            for i in range(0, len(ids), chunk)
+        ]
     )
 
 
@@ -153,5 +167,7 @@ def typed_tokens(tokens, vocab_size, max_len) -> np.ndarray:
     if not 2 <= len(ids) <= max_len:
         raise ValueError(f"tokens must hold 2 to {max_len} ids for this model, got {len(ids)}")
     if ids.min() < 0 or ids.max() >= vocab_size:
-        raise ValueError(f"token ids must be in 0..{vocab_size - 1} (the model's vocabulary), got {ids.min()}..{ids.max()}")
+        raise ValueError(
+            f"token ids must be in 0..{vocab_size - 1} (the model's vocabulary), got {ids.min()}..{ids.max()}"
+        )
     return ids.astype(np.int64)[None, :]

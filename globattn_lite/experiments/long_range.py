@@ -112,8 +112,18 @@ def _train_run(name, seed=0, quick=False, progress=True, threads=None, stop_at=N
 
     budget = 20 if quick else c["steps"]
     t0 = time.perf_counter()
-    losses, ran = H.train(model, batch_loss, budget if stop_at is None else stop_at, c["lr"], desc=name,
-                          progress=progress, stop=solved, warmup=c["warmup"], cosine=True, schedule_steps=budget)
+    losses, ran = H.train(
+        model,
+        batch_loss,
+        budget if stop_at is None else stop_at,
+        c["lr"],
+        desc=name,
+        progress=progress,
+        stop=solved,
+        warmup=c["warmup"],
+        cosine=True,
+        schedule_steps=budget,
+    )
     return model, {**H.training_log(losses, ran, time.perf_counter() - t0), "seed": run_seed}
 
 
@@ -125,7 +135,7 @@ def _train_runs(names, jobs, **kwargs) -> dict:
     from functools import partial
 
     with multiprocessing.get_context("spawn").Pool(min(jobs, len(names))) as pool:
-        return dict(zip(names, pool.map(partial(_train_run, **kwargs), names, chunksize=1)))
+        return dict(zip(names, pool.map(partial(_train_run, **kwargs), names, chunksize=1), strict=True))
 
 
 def long_range_measured(config, seed) -> str:
@@ -216,8 +226,10 @@ def _md(text: str) -> str:
 
 def long_range_table(results) -> str:
     """A Markdown table of ``evaluate_long_range()``'s results: one row per model, then chance."""
-    lines = ["| variant | pattern | fact at | test accuracy | values at >= 95% | pairs scored per layer |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | pattern | fact at | test accuracy | values at >= 95% | pairs scored per layer |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| {k} | `{_md(v['pattern'])}` | {v['fact_positions'][0]}..{v['fact_positions'][1] - 1} "
         f"| {100 * v['accuracy']:.1f}% | {v['values_at_least_95']} of {len(v['accuracy_per_value'])} "

@@ -280,14 +280,21 @@ def memory_table(results) -> str:
     """A Markdown table of ``evaluate_memory()``'s results: accuracy per g (rows) and k (columns)
     with each g's cost, the one-fact curve, and the question-global model."""
     r = results
-    lines = ["| g | " + " | ".join(f"k={k}" for k in r["ks"]) + " | pairs per layer | KV entries |",
-             "|---|" + "---|" * (len(r["ks"]) + 2)]
-    for g, accs, pairs, kv in zip(r["globals"], r["accuracy"], r["pairs_per_layer"], r["kv_entries"]):
+    lines = [
+        "| g | " + " | ".join(f"k={k}" for k in r["ks"]) + " | pairs per layer | KV entries |",
+        "|---|" + "---|" * (len(r["ks"]) + 2),
+    ]
+    for g, accs, pairs, kv in zip(r["globals"], r["accuracy"], r["pairs_per_layer"], r["kv_entries"], strict=True):
         lines.append(f"| {g} | " + " | ".join(f"{100 * a:.1f}%" for a in accs) + f" | {pairs:,} | {kv} |")
     lines.append("| one-fact curve | " + " | ".join(f"{100 * a:.1f}%" for a in r["one_fact"]) + " | | |")
     q = r["question_global"]
-    lines.append("| no slots, question token global | " + " | ".join(f"{100 * a:.1f}%" for a in q["accuracy"])
-                 + f" | {q['pairs_per_layer']:,} | {q['kv_entries']} |")
-    lines.append(f"chance {100 * r['chance']:.1f}%; dense pairs per layer over the {r['n']} tokens "
-                 f"{r['dense_pairs_per_layer']:,}")
+    lines.append(
+        "| no slots, question token global | "
+        + " | ".join(f"{100 * a:.1f}%" for a in q["accuracy"])
+        + f" | {q['pairs_per_layer']:,} | {q['kv_entries']} |"
+    )
+    lines.append(
+        f"chance {100 * r['chance']:.1f}%; dense pairs per layer over the {r['n']} tokens "
+        f"{r['dense_pairs_per_layer']:,}"
+    )
     return "\n".join(lines)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -32,13 +33,25 @@ class Experiment(NamedTuple):
 
 
 EXPERIMENTS = {
-    "long_range": Experiment(long_range.LONG_RANGE, long_range.train_long_range, long_range.evaluate_long_range,
-                             long_range.long_range_table, long_range.long_range_measured,
-                             long_range.long_range_example),
-    "streaming": Experiment(streaming.STREAMING, streaming.train_streaming, streaming.evaluate_streaming,
-                            streaming.streaming_table, streaming.streaming_measured, streaming.streaming_example),
-    "memory": Experiment(memory.MEMORY, memory.train_memory, memory.evaluate_memory,
-                         memory.memory_table, memory.memory_measured),
+    "long_range": Experiment(
+        long_range.LONG_RANGE,
+        long_range.train_long_range,
+        long_range.evaluate_long_range,
+        long_range.long_range_table,
+        long_range.long_range_measured,
+        long_range.long_range_example,
+    ),
+    "streaming": Experiment(
+        streaming.STREAMING,
+        streaming.train_streaming,
+        streaming.evaluate_streaming,
+        streaming.streaming_table,
+        streaming.streaming_measured,
+        streaming.streaming_example,
+    ),
+    "memory": Experiment(
+        memory.MEMORY, memory.train_memory, memory.evaluate_memory, memory.memory_table, memory.memory_measured
+    ),
 }
 EXPLORED = tuple(name for name, e in EXPERIMENTS.items() if e.example is not None)  # the attention explorer's
 
@@ -82,16 +95,22 @@ def explorer_example(name, variant, model, example=0, tokens=None) -> dict:
 
 def main(argv=None):
     """``python -m globattn_lite.experiments NAME [--quick] [--out DIR] [--seed S] [--threads T] [--jobs J]``."""
-    parser = argparse.ArgumentParser(prog="python -m globattn_lite.experiments",
-                                     description="Tiny-model experiments on global tokens: train, save checkpoints, "
-                                     "evaluate them again.")
+    parser = argparse.ArgumentParser(
+        prog="python -m globattn_lite.experiments",
+        description="Tiny-model experiments on global tokens: train, save checkpoints, evaluate them again.",
+    )
     parser.add_argument("name", choices=list(EXPERIMENTS))
-    parser.add_argument("--quick", action="store_true", help="a few steps per model (20, or 8 per memory stage), written to a temporary folder")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few steps per model (20, or 8 per memory stage), written to a temporary folder",
+    )
     parser.add_argument("--out", default=None, help="output folder (default: the package's checkpoints/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="long_range only: models trained at once in separate processes (default 1)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="long_range only: models trained at once in separate processes (default 1)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(int_arg("threads", args.threads, minimum=1))
     out = args.out or (tempfile.mkdtemp(prefix="globattn_quick_") if args.quick else H.CHECKPOINT_DIR)

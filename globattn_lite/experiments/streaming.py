@@ -74,7 +74,7 @@ def _train_models(seed, steps, progress=True):
             rng = np.random.default_rng(seed * 1_000_000 + step)
             rows = rng.integers(0, streams.shape[0], c["batch"])
             starts = rng.integers(0, streams.shape[1] - c["train_len"] + 1, c["batch"])
-            ids = torch.stack([streams[r, s : s + c["train_len"]] for r, s in zip(rows, starts)])
+            ids = torch.stack([streams[r, s : s + c["train_len"]] for r, s in zip(rows, starts, strict=True)])
             return _lm_nll(model, ids[:, g:]).mean()  # the sink token replaces the window's first slot
 
         t0 = time.perf_counter()
@@ -160,8 +160,10 @@ def stream_nll(model, ids, policy, cache=64, sinks=0) -> torch.Tensor:
         logits = torch.cat([model(x[i : i + 256], mask)[:, -1] for i in range(0, len(x), 256)]).view(B, T - C, -1)
         rest = F.cross_entropy(logits.transpose(1, 2), ids[:, C:], reduction="none")
         return torch.cat([first, rest], dim=1)
-    nll = [F.cross_entropy(logits, ids[:, t + 1], reduction="none")
-           for t, logits, _, _ in stream_steps(model, ids, policy, cache, sinks)]
+    nll = [
+        F.cross_entropy(logits, ids[:, t + 1], reduction="none")
+        for t, logits, _, _ in stream_steps(model, ids, policy, cache, sinks)
+    ]
     return torch.stack(nll, dim=1)
 
 
@@ -216,8 +218,13 @@ def stream_trace(model, ids, policy, cache=64, sinks=0) -> dict:
         nll.append(float(F.cross_entropy(logits, ids[:, t + 1])))
         kept.append(np.array(entries))
         weights.append(torch.stack([layer[0] for layer in w]).numpy())
-    return {"nll": np.array(nll), "kept": kept, "weights": weights, "tokens": ids[0].numpy(),
-            "n_global": model.cfg.n_global}
+    return {
+        "nll": np.array(nll),
+        "kept": kept,
+        "weights": weights,
+        "tokens": ids[0].numpy(),
+        "n_global": model.cfg.n_global,
+    }
 
 
 @torch.no_grad()
@@ -279,8 +286,11 @@ def streaming_table(results) -> str:
     """Markdown tables of ``evaluate_streaming()``'s results: per model, perplexity per cache policy
     and attention mass per layer."""
     r = results
-    lines = [f"perplexity on streams of {r['test_len']} tokens (trained on {r['train_len']}); "
-             f"floor exp(H) = {r['floor_ppl']:.3f}, true model on these streams {r['true_model_ppl']:.3f}", ""]
+    lines = [
+        f"perplexity on streams of {r['test_len']} tokens (trained on {r['train_len']}); "
+        f"floor exp(H) = {r['floor_ppl']:.3f}, true model on these streams {r['true_model_ppl']:.3f}",
+        "",
+    ]
     for m in [k for k in r if isinstance(r[k], dict)]:
         lines += [f"**{m}**", "", "| policy | perplexity |", "|---|---|"]
         lines += [f"| {p} | {v:.3f} |" for p, v in r[m]["ppl"].items()]

@@ -59,8 +59,9 @@ process take part:
    temporary folder holding a copy of the submission, from a *public copy* of the package:
    no checks (a ``check`` that does nothing stands in), no reference implementations, no
    grader but its worker, and no ``solutions/`` next to it; the repository of a source
-   checkout (which an editable install puts on ``sys.path``) is taken off ``sys.path``. A function that runs the course package's code during a check (the
-   lessons' helpers solve most exercises by design) fails with "uses the course's
+   checkout (which an editable install puts on ``sys.path``) is taken off ``sys.path``. A
+   function that runs the course package's code during a check (the lessons' helpers solve
+   most exercises by design) fails with "uses the course's
    implementation" and gets no credit. IPython magics are dropped, stdout/stderr go to
    ``os.devnull``. Each cell and call has a time limit (SIGALRM inside the sandbox; a hard
    limit from the grading process, which kills the sandbox's process group), and so has the

@@ -15,46 +15,93 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m globattn_lite.grade",
         description="Grade exercise submissions (.ipynb / .py files or folders) into a table. Each "
-                    "submission runs from scratch in its own sandboxed process; see the documentation "
-                    "of globattn_lite.grading for the columns and the trust model.")
+        "submission runs from scratch in its own sandboxed process; see the documentation "
+        "of globattn_lite.grading for the columns and the trust model.",
+    )
     parser.add_argument("submissions", nargs="+", help=".ipynb/.py files or folders")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="file to write (atomically): the detail CSV, or results.json with --format gradescope")
-    parser.add_argument("--format", choices=["csv", "gradescope"], default="csv",
-                        help="csv: one row per file (default); gradescope: Gradescope's results.json")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="file to write (atomically): the detail CSV, or results.json with --format gradescope",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["csv", "gradescope"],
+        default="csv",
+        help="csv: one row per file (default); gradescope: Gradescope's results.json",
+    )
     parser.add_argument("--summary", type=Path, default=None, help="also write a per-student summary CSV")
-    parser.add_argument("--lms", choices=tables.LMS_FORMATS, default=None,
-                        help="also write a gradebook CSV for this LMS (needs --lms-out)")
+    parser.add_argument(
+        "--lms",
+        choices=tables.LMS_FORMATS,
+        default=None,
+        help="also write a gradebook CSV for this LMS (needs --lms-out)",
+    )
     parser.add_argument("--lms-out", type=Path, default=None, help="where to write the --lms gradebook CSV")
-    parser.add_argument("--lms-title", default="globattn-lite exercises",
-                        help="the assignment's column title in the gradebook CSV")
-    parser.add_argument("--roster", type=Path, default=None,
-                        help="CSV with a 'student' column (and name, id, sis_id, login, email, section)")
-    parser.add_argument("--points", type=Path, default=None,
-                        help="JSON {exercise name: points} (default 1 each; free-text answers 0)")
-    parser.add_argument("--student-from", default="folder",
-                        help="how file paths name students: folder (default), canvas, or regex:PATTERN "
-                             "with a (?P<student>...) group")
-    parser.add_argument("--seed-salt", default=DEFAULT_SALT,
-                        help="secret mixed into each student's seed for the random check inputs")
-    parser.add_argument("--public-inputs", action="store_true",
-                        help="grade with the notebooks' public random inputs instead of per-student ones")
+    parser.add_argument(
+        "--lms-title", default="globattn-lite exercises", help="the assignment's column title in the gradebook CSV"
+    )
+    parser.add_argument(
+        "--roster",
+        type=Path,
+        default=None,
+        help="CSV with a 'student' column (and name, id, sis_id, login, email, section)",
+    )
+    parser.add_argument(
+        "--points", type=Path, default=None, help="JSON {exercise name: points} (default 1 each; free-text answers 0)"
+    )
+    parser.add_argument(
+        "--student-from",
+        default="folder",
+        help="how file paths name students: folder (default), canvas, or regex:PATTERN with a (?P<student>...) group",
+    )
+    parser.add_argument(
+        "--seed-salt", default=DEFAULT_SALT, help="secret mixed into each student's seed for the random check inputs"
+    )
+    parser.add_argument(
+        "--public-inputs",
+        action="store_true",
+        help="grade with the notebooks' public random inputs instead of per-student ones",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1)")
-    parser.add_argument("--tests", type=Path, default=None,
-                        help="folder of instructor checks: *.py files with check_<name>(candidate) functions")
+    parser.add_argument(
+        "--tests",
+        type=Path,
+        default=None,
+        help="folder of instructor checks: *.py files with check_<name>(candidate) functions",
+    )
     defaults = Limits()
-    parser.add_argument("--cell-timeout", type=float, default=defaults.cell_timeout,
-                        help=f"seconds per code cell (default {defaults.cell_timeout:g})")
-    parser.add_argument("--call-timeout", type=float, default=defaults.call_timeout,
-                        help=f"seconds per call of a submitted function (default {defaults.call_timeout:g}, "
-                             "as in the notebook checks)")
-    parser.add_argument("--check-budget", type=float, default=defaults.check_budget,
-                        help=f"seconds per exercise check in total (default {defaults.check_budget:g}, "
-                             "as in the notebook checks)")
-    parser.add_argument("--timeout", type=float, default=defaults.submission_timeout,
-                        help=f"seconds per submission in total (default {defaults.submission_timeout:g})")
-    parser.add_argument("--memory-mb", type=int, default=defaults.memory_mb,
-                        help=f"address-space limit of a sandbox, POSIX only (default {defaults.memory_mb})")
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=defaults.cell_timeout,
+        help=f"seconds per code cell (default {defaults.cell_timeout:g})",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=float,
+        default=defaults.call_timeout,
+        help=f"seconds per call of a submitted function (default {defaults.call_timeout:g}, as in the notebook checks)",
+    )
+    parser.add_argument(
+        "--check-budget",
+        type=float,
+        default=defaults.check_budget,
+        help=f"seconds per exercise check in total (default {defaults.check_budget:g}, as in the notebook checks)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.submission_timeout,
+        help=f"seconds per submission in total (default {defaults.submission_timeout:g})",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=defaults.memory_mb,
+        help=f"address-space limit of a sandbox, POSIX only (default {defaults.memory_mb})",
+    )
     return parser
 
 
@@ -66,9 +113,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
-    for option, value in (("--cell-timeout", args.cell_timeout), ("--call-timeout", args.call_timeout),
-                          ("--check-budget", args.check_budget), ("--timeout", args.timeout),
-                          ("--memory-mb", args.memory_mb)):
+    for option, value in (
+        ("--cell-timeout", args.cell_timeout),
+        ("--call-timeout", args.call_timeout),
+        ("--check-budget", args.check_budget),
+        ("--timeout", args.timeout),
+        ("--memory-mb", args.memory_mb),
+    ):
         if not value > 0:  # also rejects nan
             parser.error(f"{option} must be > 0, got {value}")
     if args.tests is not None and not args.tests.is_dir():
@@ -82,12 +133,16 @@ def main(argv=None) -> int:
     start = time.monotonic()
     try:
         roster = tables.read_roster(args.roster) if args.roster else None
-        columns, rows = grade(args.submissions, jobs=args.jobs, tests_dir=args.tests,
-                              limits=Limits(args.cell_timeout, args.call_timeout, args.timeout, args.memory_mb,
-                                            args.check_budget),
-                              progress=lambda text: print(text, file=sys.stderr, flush=True),
-                              student_from=args.student_from, roster=roster,
-                              salt=None if args.public_inputs else args.seed_salt)
+        columns, rows = grade(
+            args.submissions,
+            jobs=args.jobs,
+            tests_dir=args.tests,
+            limits=Limits(args.cell_timeout, args.call_timeout, args.timeout, args.memory_mb, args.check_budget),
+            progress=lambda text: print(text, file=sys.stderr, flush=True),
+            student_from=args.student_from,
+            roster=roster,
+            salt=None if args.public_inputs else args.seed_salt,
+        )
         points = tables.read_points(args.points, columns)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

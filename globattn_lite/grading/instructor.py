@@ -48,7 +48,7 @@ def load_instructor_checks(directory: Path) -> tuple[dict[str, list], dict[str, 
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the instructor's file raises is a usage error
             raise ValueError(f"--tests: {path} failed to import: {type(exc).__name__}: {exc}") from None
         set_name = getattr(module, "EXERCISE_SET", None)
         if set_name is not None and set_name not in EXERCISE_SETS:
@@ -57,11 +57,13 @@ def load_instructor_checks(directory: Path) -> tuple[dict[str, list], dict[str, 
             fn = getattr(module, attr)
             if not (attr.startswith("check_") and callable(fn)):
                 continue
-            name = attr[len("check_"):]
+            name = attr[len("check_") :]
             if name not in shipped:
                 if set_name is None:
-                    raise ValueError(f"--tests: {path}: {attr} checks {name!r}, which the course does not "
-                                     "ship; set EXERCISE_SET = '<set>' in that file to add it")
+                    raise ValueError(
+                        f"--tests: {path}: {attr} checks {name!r}, which the course does not "
+                        "ship; set EXERCISE_SET = '<set>' in that file to add it"
+                    )
                 extra[name] = set_name
             checks.setdefault(name, []).append((f"{path.name}:{attr}", fn))
     return checks, extra

@@ -60,8 +60,15 @@ def names_for(set_name: str, extra: dict[str, str]) -> list[str]:
     return list(EXERCISE_SETS[set_name]) + sorted(n for n, s in extra.items() if s == set_name)
 
 
-def grade_submission(path: Path, set_name: str, cells: list[str], limits: Limits, public_root: Path,
-                     tests_dir: Path | None = None, seed: int | None = None) -> dict:
+def grade_submission(
+    path: Path,
+    set_name: str,
+    cells: list[str],
+    limits: Limits,
+    public_root: Path,
+    tests_dir: Path | None = None,
+    seed: int | None = None,
+) -> dict:
     """Grade one submission: {"status", "scores", "reasons", "needs_review", "grader_errors"}."""
     from globattn_lite.checks import USES_COURSE_CODE, run_check, specs
     from globattn_lite.grading.instructor import load_instructor_checks, run_instructor_check
@@ -90,8 +97,13 @@ def grade_submission(path: Path, set_name: str, cells: list[str], limits: Limits
                 candidate = RemoteFunction(sandbox, name) if kind == "callable" else value
                 passed, total, why = 0.0, 0.0, ""
                 if spec is not None:
-                    result = run_check(name, candidate, timeout=limits.call_timeout, budget=limits.check_budget,
-                                       seed=None if spec.is_answer else seed)
+                    result = run_check(
+                        name,
+                        candidate,
+                        timeout=limits.call_timeout,
+                        budget=limits.check_budget,
+                        seed=None if spec.is_answer else seed,
+                    )
                     if spec.free_text:  # recorded for the instructor, never a score
                         if result.needs_review is not None:
                             needs_review[name] = result.needs_review
@@ -107,8 +119,9 @@ def grade_submission(path: Path, set_name: str, cells: list[str], limits: Limits
                 for label, fn in instructor.get(name, []):
                     verdict = run_instructor_check(fn, candidate)
                     if verdict.broken:
-                        grader_errors.append(f"instructor check {label} raised "
-                                             f"{textwrap.shorten(verdict.failure, 140)}")
+                        grader_errors.append(
+                            f"instructor check {label} raised {textwrap.shorten(verdict.failure, 140)}"
+                        )
                         continue
                     total += 1
                     if verdict.failure is None:
@@ -123,27 +136,43 @@ def grade_submission(path: Path, set_name: str, cells: list[str], limits: Limits
     status = sandbox.status
     if grader_errors and status == "graded":
         status = "grader error"
-    cell_notes = sandbox.notes[:3] + ([f"... and {len(sandbox.notes) - 3} more cell problems"]
-                                      if len(sandbox.notes) > 3 else [])
-    return {"status": status, "scores": scores, "reasons": grader_errors + cell_notes + reasons,
-            "needs_review": needs_review}
+    cell_notes = sandbox.notes[:3] + (
+        [f"... and {len(sandbox.notes) - 3} more cell problems"] if len(sandbox.notes) > 3 else []
+    )
+    return {
+        "status": status,
+        "scores": scores,
+        "reasons": grader_errors + cell_notes + reasons,
+        "needs_review": needs_review,
+    }
 
 
 def child_main(job_path: str) -> int:
     """The per-submission process (``python -m globattn_lite.grade --_grade-one JOB``)."""
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
-    result = grade_submission(Path(job["path"]), job["set"], job["cells"], Limits(**job["limits"]),
-                              Path(job["public_root"]), Path(job["tests"]) if job["tests"] else None,
-                              job["seed"])
+    result = grade_submission(
+        Path(job["path"]),
+        job["set"],
+        job["cells"],
+        Limits(**job["limits"]),
+        Path(job["public_root"]),
+        Path(job["tests"]) if job["tests"] else None,
+        job["seed"],
+    )
     Path(job["result"]).write_text(json.dumps(result), encoding="utf-8")
     return 0
 
 
 def _row(sub: Submission | None, status: str, scores: dict, reasons: list[str], **extra) -> dict:
     values = list(scores.values())
-    row = {"student": sub.student if sub else "", "lms_id": sub.lms_id if sub else "",
-           "submission": str(sub.path) if sub else "", "exercise_set": (sub.exercise_set or "") if sub else "",
-           "status": status, "total": sum(values) / len(values) if values else 0.0}
+    row = {
+        "student": sub.student if sub else "",
+        "lms_id": sub.lms_id if sub else "",
+        "submission": str(sub.path) if sub else "",
+        "exercise_set": (sub.exercise_set or "") if sub else "",
+        "status": status,
+        "total": sum(values) / len(values) if values else 0.0,
+    }
     row.update(scores)
     row["reasons"] = " | ".join(" ".join(r.split()) for r in reasons)
     row.update(extra)
@@ -154,28 +183,53 @@ def _grade_in_child(sub: Submission, cells, notes, limits: Limits, tests_dir, na
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="globattn-job-") as tmp:
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job = {"path": str(sub.path.resolve()), "set": sub.exercise_set, "cells": cells, "limits": asdict(limits),
-               "tests": str(tests_dir.resolve()) if tests_dir else None, "result": str(result_path),
-               "public_root": str(public_root), "seed": seed}
+        job = {
+            "path": str(sub.path.resolve()),
+            "set": sub.exercise_set,
+            "cells": cells,
+            "limits": asdict(limits),
+            "tests": str(tests_dir.resolve()) if tests_dir else None,
+            "result": str(result_path),
+            "public_root": str(public_root),
+            "seed": seed,
+        }
         job_path.write_text(json.dumps(job), encoding="utf-8")
         # replays after restarts can take a while: allow a few times the budget before giving up
         wall = limits.submission_timeout * 2 + 60
         with open(Path(tmp) / "stderr.txt", "wb") as err:
             try:
-                proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "--_grade-one", str(job_path)],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=wall)
+                proc = subprocess.run(
+                    [sys.executable, "-m", "globattn_lite.grade", "--_grade-one", str(job_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    timeout=wall,
+                )
                 code = proc.returncode
             except subprocess.TimeoutExpired:
                 code = "timeout"
         seconds = round(time.monotonic() - start, 1)
         if code == 0 and result_path.exists():
             result = json.loads(result_path.read_text(encoding="utf-8"))
-            return _row(sub, result["status"], result["scores"], notes + result["reasons"], seed=seed,
-                        seconds=seconds, needs_review=result["needs_review"])
+            return _row(
+                sub,
+                result["status"],
+                result["scores"],
+                notes + result["reasons"],
+                seed=seed,
+                seconds=seconds,
+                needs_review=result["needs_review"],
+            )
         tail = (Path(tmp) / "stderr.txt").read_bytes()[-600:].decode("utf-8", "replace").strip().splitlines()
         detail = tail[-1] if tail else f"exit code {code}"
-        return _row(sub, "grader error", {n: 0.0 for n in names}, notes + [f"the grading process failed: {detail}"],
-                    seed=seed, seconds=seconds)
+        return _row(
+            sub,
+            "grader error",
+            {n: 0.0 for n in names},
+            notes + [f"the grading process failed: {detail}"],
+            seed=seed,
+            seconds=seconds,
+        )
 
 
 def _flag_duplicates(rows: list[dict]) -> None:
@@ -189,8 +243,11 @@ def _flag_duplicates(rows: list[dict]) -> None:
             continue
         newest = max(group, key=lambda r: (_mtime(r["submission"]), r["submission"]))
         for row in group:
-            row["flags"] = _add(row.get("flags", ""), f"duplicate: {len(group)} files for this student and set; "
-                                                      + ("this newest one counts" if row is newest else "not counted"))
+            row["flags"] = _add(
+                row.get("flags", ""),
+                f"duplicate: {len(group)} files for this student and set; "
+                + ("this newest one counts" if row is newest else "not counted"),
+            )
             row["counted"] = row is newest
 
 
@@ -205,9 +262,17 @@ def _add(flags: str, text: str) -> str:
     return f"{flags}; {text}" if flags else text
 
 
-def grade(paths, *, jobs: int = 1, limits: Limits | None = None, tests_dir: Path | None = None,
-          progress=None, student_from: str = "folder", roster: dict | None = None,
-          salt: str | None = DEFAULT_SALT) -> tuple[list[str], list[dict]]:
+def grade(
+    paths,
+    *,
+    jobs: int = 1,
+    limits: Limits | None = None,
+    tests_dir: Path | None = None,
+    progress=None,
+    student_from: str = "folder",
+    roster: dict | None = None,
+    salt: str | None = DEFAULT_SALT,
+) -> tuple[list[str], list[dict]]:
     """Grade submissions; returns (exercise columns, rows sorted by student and submission).
 
     ``roster`` maps student keys to their roster row (see ``grading.tables.read_roster``):
@@ -229,8 +294,9 @@ def grade(paths, *, jobs: int = 1, limits: Limits | None = None, tests_dir: Path
     tasks, rows = [], []
     for sub in submissions:
         if sub.exercise_set is None:
-            rows.append(_row(sub, "unknown set", {}, [
-                f"the file name matches no exercise set ({', '.join(EXERCISE_SETS)})"]))
+            rows.append(
+                _row(sub, "unknown set", {}, [f"the file name matches no exercise set ({', '.join(EXERCISE_SETS)})"])
+            )
             continue
         names = names_for(sub.exercise_set, extra)
         try:
@@ -245,8 +311,10 @@ def grade(paths, *, jobs: int = 1, limits: Limits | None = None, tests_dir: Path
         if tasks:
             make_public_package(Path(public_root))
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_grade_in_child, sub, cells, notes, limits, tests_dir, names, public_root, seed)
-                       for sub, cells, notes, names, seed in tasks]
+            futures = [
+                pool.submit(_grade_in_child, sub, cells, notes, limits, tests_dir, names, public_root, seed)
+                for sub, cells, notes, names, seed in tasks
+            ]
             for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 row = future.result()
                 rows.append(row)
@@ -274,5 +342,14 @@ def _join_roster(rows: list[dict], roster: dict) -> None:
         seen.add(key)
     for key, entry in roster.items():
         if key not in seen:
-            rows.append({"student": key, "lms_id": entry.get("id", ""), "submission": "", "exercise_set": "",
-                         "status": "missing", "total": 0.0, "reasons": "no submission from this student"})
+            rows.append(
+                {
+                    "student": key,
+                    "lms_id": entry.get("id", ""),
+                    "submission": "",
+                    "exercise_set": "",
+                    "status": "missing",
+                    "total": 0.0,
+                    "reasons": "no submission from this student",
+                }
+            )

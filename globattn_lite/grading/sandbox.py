@@ -47,8 +47,13 @@ def make_public_package(root: Path) -> Path:
     grader and the exercise tools (a do-nothing ``checks`` stands in); returns ``root``."""
     root = Path(root)
     target = root / "globattn_lite"
-    shutil.copytree(PACKAGE_DIR, target, ignore=lambda folder, names: [
-        n for n in names if (Path(folder) == PACKAGE_DIR and n in _PRIVATE) or n == "__pycache__"])
+    shutil.copytree(
+        PACKAGE_DIR,
+        target,
+        ignore=lambda folder, names: [
+            n for n in names if (Path(folder) == PACKAGE_DIR and n in _PRIVATE) or n == "__pycache__"
+        ],
+    )
     (target / "checks").mkdir()
     (target / "checks" / "__init__.py").write_text(_STAND_IN_CHECKS, encoding="utf-8")
     (target / "grading").mkdir()
@@ -91,17 +96,27 @@ class Reply:
         return self.status == "ok"
 
     @classmethod
-    def from_message(cls, message: dict) -> "Reply":
+    def from_message(cls, message: dict) -> Reply:
         if message.get("timeout"):
             return cls("timeout", done=int(message.get("done") or 0))
         if message.get("error"):
             kind, text = message["error"]
-            return cls("error", error=(str(kind), str(text)), line=message.get("line"),
-                       done=int(message.get("done") or 0), course_code=message.get("course_code"))
+            return cls(
+                "error",
+                error=(str(kind), str(text)),
+                line=message.get("line"),
+                done=int(message.get("done") or 0),
+                course_code=message.get("course_code"),
+            )
         if message.get("ok") or "kind" in message:
-            return cls("ok", value=message.get("value"), kind=message.get("kind"),
-                       done=int(message.get("done") or 0), mutated=list(message.get("mutated") or []),
-                       course_code=message.get("course_code"))
+            return cls(
+                "ok",
+                value=message.get("value"),
+                kind=message.get("kind"),
+                done=int(message.get("done") or 0),
+                mutated=list(message.get("mutated") or []),
+                course_code=message.get("course_code"),
+            )
         return cls("protocol", detail="a reply without a status")
 
     def describe(self, timeout: float) -> str:
@@ -131,10 +146,21 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _sandbox_env(home: str) -> dict:
-    env = {"PATH": os.defpath, "HOME": home, "TMPDIR": home, "TEMP": home, "TMP": home,
-           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        "PATH": os.defpath,
+        "HOME": home,
+        "TMPDIR": home,
+        "TEMP": home,
+        "TMP": home,
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLBACKEND": "Agg",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     if os.name == "nt" and "SYSTEMROOT" in os.environ:
         env["SYSTEMROOT"] = os.environ["SYSTEMROOT"]  # Windows Python needs it to start
     return env
@@ -166,22 +192,34 @@ class Sandbox:
             self.status = "crashed"
             return Reply("crashed", detail=f"gave up after {MAX_RESTARTS} sandbox restarts")
         self.restarts += 1
-        boot = (f"import sys; sys.path.insert(0, {str(self.public_root)!r}); "
-                "from globattn_lite.grading.worker import main; main()")
+        boot = (
+            f"import sys; sys.path.insert(0, {str(self.public_root)!r}); "
+            "from globattn_lite.grading.worker import main; main()"
+        )
         popen_kwargs = {}
         if os.name == "posix":
             popen_kwargs["start_new_session"] = True  # its own process group, killed as a whole
         else:
             popen_kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, cwd=self.workdir, env=_sandbox_env(str(self.workdir)), **popen_kwargs)
+            [sys.executable, "-I", "-c", boot],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=self.workdir,
+            env=_sandbox_env(str(self.workdir)),
+            **popen_kwargs,
+        )
         self.replies = queue.Queue()
         threading.Thread(target=self._read, args=(self.proc.stdout, self.replies), daemon=True).start()
         cpu_seconds = int(self.limits.submission_timeout) + 10
-        self._send({"limits": {"memory_mb": self.limits.memory_mb, "cpu_seconds": cpu_seconds},
-                    "hide": _source_checkout(),
-                    "course_dirs": [str(PACKAGE_DIR), str(self.public_root / "globattn_lite")]})
+        self._send(
+            {
+                "limits": {"memory_mb": self.limits.memory_mb, "cpu_seconds": cpu_seconds},
+                "hide": _source_checkout(),
+                "course_dirs": [str(PACKAGE_DIR), str(self.public_root / "globattn_lite")],
+            }
+        )
         replay, self.ran = self.ran, []
         for position, (index, count) in enumerate(replay):
             reply = self._exchange(self._exec_message(index, count), self.limits.cell_timeout)
@@ -190,9 +228,12 @@ class Sandbox:
                 continue  # a cell that failed before fails the same way again
             self.notes.append(f"cell {index + 1} failed when replayed after a restart")
             if self.proc is None:  # killed or dead: the next request restarts again
-                self.ran += replay[position + 1:]
-                return reply if reply.status in ("deadline", "crashed") else Reply(
-                    "crashed", detail="the sandbox failed while replaying cells after a restart")
+                self.ran += replay[position + 1 :]
+                return (
+                    reply
+                    if reply.status in ("deadline", "crashed")
+                    else Reply("crashed", detail="the sandbox failed while replaying cells after a restart")
+                )
         return None
 
     @staticmethod
@@ -261,8 +302,7 @@ class Sandbox:
         return Reply.from_message(message)
 
     def _exec_message(self, index: int, stop_after: int | None = None) -> dict:
-        return {"op": "exec", "source": self.cells[index], "label": f"<cell {index + 1}>",
-                "stop_after": stop_after}
+        return {"op": "exec", "source": self.cells[index], "label": f"<cell {index + 1}>", "stop_after": stop_after}
 
     def _died(self) -> Reply:
         code = None
@@ -336,9 +376,17 @@ class RemoteFunction(IsolatedCandidate):
         self.sandbox, self.name = sandbox, name
 
     def invoke(self, args, kwargs, timeout, argnames=(), intern_strings=False):
-        reply = self.sandbox.request({"op": "call", "name": self.name, "args": encode(list(args)),
-                                      "kwargs": encode(kwargs), "argnames": list(argnames),
-                                      "intern": bool(intern_strings)}, timeout)
+        reply = self.sandbox.request(
+            {
+                "op": "call",
+                "name": self.name,
+                "args": encode(list(args)),
+                "kwargs": encode(kwargs),
+                "argnames": list(argnames),
+                "intern": bool(intern_strings),
+            },
+            timeout,
+        )
         if reply.ok:
             try:
                 value = decode(reply.value)

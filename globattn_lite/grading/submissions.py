@@ -60,14 +60,14 @@ def student_for(path: Path, root: Path | None, rule: str, set_name: str | None) 
         return (match["student"], match["lms_id"]) if match else ("", "")
     relative = path.relative_to(root).as_posix() if root is not None else path.name
     if rule.startswith("regex:"):
-        match = re.search(rule[len("regex:"):], relative)
+        match = re.search(rule[len("regex:") :], relative)
         return (match["student"] if match and match["student"] else "", "")
     parts = relative.split("/")
     if len(parts) > 1:
         return parts[0], ""
     stem = path.stem
     if set_name and stem.lower().startswith(set_name) and len(stem) > len(set_name) + 1:
-        return stem[len(set_name) + 1:].strip("_- "), ""
+        return stem[len(set_name) + 1 :].strip("_- "), ""
     return "", ""
 
 
@@ -77,7 +77,7 @@ def check_student_rule(rule: str) -> str:
         return rule
     if rule.startswith("regex:"):
         try:
-            pattern = re.compile(rule[len("regex:"):])
+            pattern = re.compile(rule[len("regex:") :])
         except re.error as exc:
             raise ValueError(f"--student-from {rule!r}: not a regular expression ({exc})") from None
         if "student" not in pattern.groupindex:

@@ -19,10 +19,32 @@ DETAIL_LAST = ["total", "points", "max_points", "needs_review", "seconds", "seed
 ROSTER_COLUMNS = ("student", "name", "id", "sis_id", "login", "email", "section")
 LMS_FORMATS = ("canvas", "moodle")
 #: Gradescope's results.json fields (https://gradescope-autograders.readthedocs.io/en/latest/specs/)
-GRADESCOPE_TOP = {"score", "execution_time", "output", "output_format", "test_output_format",
-                  "test_name_format", "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
-GRADESCOPE_TEST = {"score", "max_score", "status", "name", "name_format", "number", "output",
-                   "output_format", "tags", "visibility", "extra_data"}
+GRADESCOPE_TOP = {
+    "score",
+    "execution_time",
+    "output",
+    "output_format",
+    "test_output_format",
+    "test_name_format",
+    "visibility",
+    "stdout_visibility",
+    "extra_data",
+    "tests",
+    "leaderboard",
+}
+GRADESCOPE_TEST = {
+    "score",
+    "max_score",
+    "status",
+    "name",
+    "name_format",
+    "number",
+    "output",
+    "output_format",
+    "tags",
+    "visibility",
+    "extra_data",
+}
 
 
 # ---- inputs --------------------------------------------------------------------------
@@ -109,15 +131,25 @@ def summary_rows(rows: list[dict], columns: list[str], points: dict[str, float])
     from globattn_lite.checks import EXERCISE_SETS
 
     sets = [s for s in EXERCISE_SETS if any(n in columns for n in EXERCISE_SETS[s])]
-    set_max = {s: sum(points.get(n, 1.0) for n in EXERCISE_SETS[s] if n in columns and not _is_free_text(n))
-               for s in sets}
+    set_max = {
+        s: sum(points.get(n, 1.0) for n in EXERCISE_SETS[s] if n in columns and not _is_free_text(n)) for s in sets
+    }
     students: dict[str, dict] = {}
     for row in rows:
         if not row["student"]:
             continue
-        entry = students.setdefault(row["student"], {"student": row["student"], "name": row.get("name", ""),
-                                                     "id": row.get("id", ""), "statuses": [], "flags": [],
-                                                     "needs_review": 0, **{s: 0.0 for s in sets}})
+        entry = students.setdefault(
+            row["student"],
+            {
+                "student": row["student"],
+                "name": row.get("name", ""),
+                "id": row.get("id", ""),
+                "statuses": [],
+                "flags": [],
+                "needs_review": 0,
+                **{s: 0.0 for s in sets},
+            },
+        )
         if row["status"] == "missing":
             entry["statuses"].append("no submission")
             continue
@@ -132,10 +164,17 @@ def summary_rows(rows: list[dict], columns: list[str], points: dict[str, float])
     out = []
     for entry in sorted(students.values(), key=lambda e: e["student"]):
         got = round(sum(entry[s] for s in sets), 4)
-        out.append({**entry, "points": got, "max_points": total_max,
-                    "percent": round(100 * got / total_max, 1) if total_max else 0.0,
-                    "statuses": "; ".join(entry["statuses"]), "flags": " | ".join(sorted(set(entry["flags"]))),
-                    "needs_review": entry["needs_review"] or ""})
+        out.append(
+            {
+                **entry,
+                "points": got,
+                "max_points": total_max,
+                "percent": round(100 * got / total_max, 1) if total_max else 0.0,
+                "statuses": "; ".join(entry["statuses"]),
+                "flags": " | ".join(sorted(set(entry["flags"]))),
+                "needs_review": entry["needs_review"] or "",
+            }
+        )
     header = ["student", "name", "id", *sets, "points", "max_points", "percent", "needs_review", "statuses", "flags"]
     return header, out
 
@@ -151,13 +190,30 @@ def lms_table(summary: list[dict], roster: dict | None, lms: str, title: str) ->
     for entry in summary:
         info = (roster or {}).get(entry["student"], {})
         if lms == "canvas":
-            rows.append([info.get("name") or entry["student"], info.get("id") or entry.get("id", ""),
-                         info.get("sis_id", ""), info.get("login", ""), info.get("section", ""), entry["points"]])
+            rows.append(
+                [
+                    info.get("name") or entry["student"],
+                    info.get("id") or entry.get("id", ""),
+                    info.get("sis_id", ""),
+                    info.get("login", ""),
+                    info.get("section", ""),
+                    entry["points"],
+                ]
+            )
         else:
-            rows.append([info.get("email", ""), info.get("sis_id") or info.get("id") or entry["student"],
-                         info.get("name") or entry["student"], entry["points"]])
-    header = (["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title] if lms == "canvas"
-              else ["Email address", "ID number", "Full name", title])
+            rows.append(
+                [
+                    info.get("email", ""),
+                    info.get("sis_id") or info.get("id") or entry["student"],
+                    info.get("name") or entry["student"],
+                    entry["points"],
+                ]
+            )
+    header = (
+        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title]
+        if lms == "canvas"
+        else ["Email address", "ID number", "Full name", title]
+    )
     return header, rows
 
 
@@ -171,8 +227,16 @@ def gradescope_results(rows: list[dict], columns: list[str], points: dict[str, f
         if row["status"] == "missing":
             continue
         if row["status"] in ("unknown set", "malformed") or not row["exercise_set"]:
-            tests.append({"name": Path(row["submission"]).name, "score": 0.0, "max_score": 0.0, "status": "failed",
-                          "output": row["reasons"], "visibility": "visible"})
+            tests.append(
+                {
+                    "name": Path(row["submission"]).name,
+                    "score": 0.0,
+                    "max_score": 0.0,
+                    "status": "failed",
+                    "output": row["reasons"],
+                    "visibility": "visible",
+                }
+            )
             continue
         reasons = _reasons_by_name(row["reasons"])
         review = row.get("needs_review") or ""
@@ -181,23 +245,47 @@ def gradescope_results(rows: list[dict], columns: list[str], points: dict[str, f
             if name not in row and not (_is_free_text(name) and name in in_set):
                 continue
             if _is_free_text(name):
-                text = next((part[len(name) + 2:] for part in review.split(" | ") if part.startswith(f"{name}: ")), "")
-                tests.append({"name": f"{name} ({row['exercise_set']})", "score": 0.0, "max_score": 0.0,
-                              "status": "passed" if text else "failed", "visibility": "visible",
-                              "output": ("recorded for your instructor to read: " + text) if text
-                              else reasons.get(name, "not answered")})
+                text = next((part[len(name) + 2 :] for part in review.split(" | ") if part.startswith(f"{name}: ")), "")
+                tests.append(
+                    {
+                        "name": f"{name} ({row['exercise_set']})",
+                        "score": 0.0,
+                        "max_score": 0.0,
+                        "status": "passed" if text else "failed",
+                        "visibility": "visible",
+                        "output": ("recorded for your instructor to read: " + text)
+                        if text
+                        else reasons.get(name, "not answered"),
+                    }
+                )
                 continue
             worth = points.get(name, 1.0)
             score = float(row.get(name) or 0.0)
-            tests.append({"name": f"{name} ({row['exercise_set']})", "score": round(score * worth, 4),
-                          "max_score": worth, "status": "passed" if score == 1.0 else "failed",
-                          "output": reasons.get(name, "all checks passed"), "visibility": "visible"})
+            tests.append(
+                {
+                    "name": f"{name} ({row['exercise_set']})",
+                    "score": round(score * worth, 4),
+                    "max_score": worth,
+                    "status": "passed" if score == 1.0 else "failed",
+                    "output": reasons.get(name, "all checks passed"),
+                    "visibility": "visible",
+                }
+            )
     total = round(sum(t["score"] for t in tests), 4)
     statuses = sorted({row["status"] for row in rows})
-    output = (f"{len(rows)} file(s) graded ({', '.join(statuses)})" if rows
-              else "no notebook or .py file in the submission matches an exercise set")
-    return {"score": total, "execution_time": round(seconds, 1), "output": output, "visibility": "visible",
-            "stdout_visibility": "hidden", "tests": tests}
+    output = (
+        f"{len(rows)} file(s) graded ({', '.join(statuses)})"
+        if rows
+        else "no notebook or .py file in the submission matches an exercise set"
+    )
+    return {
+        "score": total,
+        "execution_time": round(seconds, 1),
+        "output": output,
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
 
 
 def validate_gradescope(results: dict) -> list[str]:
@@ -263,12 +351,14 @@ def _write_atomic(path: Path, write) -> None:
 def write_csv_atomic(path: Path, header: list[str], rows: list) -> None:
     """Write a table (rows: dicts by column, or lists) to a temporary file next to ``path``,
     then rename it over ``path``."""
+
     def write(f):
         writer = csv.writer(f)
         writer.writerow(header)
         for row in rows:
             values = [row.get(c) for c in header] if isinstance(row, dict) else row
             writer.writerow([cell_text(v) for v in values])
+
     _write_atomic(path, write)
 
 

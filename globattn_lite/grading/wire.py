@@ -90,7 +90,7 @@ def decode(obj):
         return [decode(x) for x in obj]
     if not isinstance(obj, dict) or len(obj) != 1:
         raise ProtocolError("malformed value")
-    (tag, value), = obj.items()
+    ((tag, value),) = obj.items()
     if tag == "__nd__":
         dtype, shape, flat = value
         shape = tuple(int(s) for s in shape)

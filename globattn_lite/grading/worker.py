@@ -94,8 +94,11 @@ def _hide_the_installed_package(hidden: list[str]) -> None:
     public copy only."""
     hidden = {os.path.realpath(p) for p in hidden}
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") not in hidden]
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
-                        and "editable" not in type(f).__name__.lower()]
+    sys.meta_path[:] = [
+        f
+        for f in sys.meta_path
+        if "editable" not in type(f).__module__.lower() and "editable" not in type(f).__name__.lower()
+    ]
     sys.path_importer_cache.clear()
 
 
@@ -130,17 +133,26 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
         def __getattr__(self, name):
             return noop
 
-    namespace = {"__name__": "__main__", "__builtins__": builtins, "check": noop, "display": noop,
-                 "get_ipython": NoIPython}
+    namespace = {
+        "__name__": "__main__",
+        "__builtins__": builtins,
+        "check": noop,
+        "display": noop,
+        "get_ipython": NoIPython,
+    }
 
     def reply(message: dict) -> None:
         line = json.dumps(message).encode() + b"\n"
         if len(line) > MAX_LINE_BYTES:
-            line = json.dumps({"id": message.get("id"), "ok": True,
-                               "value": {"__opaque__": "reply too large"}}).encode() + b"\n"
+            line = (
+                json.dumps({"id": message.get("id"), "ok": True, "value": {"__opaque__": "reply too large"}}).encode()
+                + b"\n"
+            )
         replies.write(line)
         replies.flush()
 
+    # The closures made in this loop (for exec, kind and call) are run at once by _call_with_alarm,
+    # within the same iteration: the loop variables they read are this request's (hence noqa: B023).
     while True:
         raw = requests.readline()
         if not raw:
@@ -152,8 +164,10 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
                 label = request["label"]
                 done = [0]
                 try:
-                    _call_with_alarm(request["timeout"], lambda: _run_statements(
-                        request["source"], label, namespace, request.get("stop_after"), done))
+                    _call_with_alarm(
+                        request["timeout"],
+                        lambda: _run_statements(request["source"], label, namespace, request.get("stop_after"), done),  # noqa: B023
+                    )
                     reply({"id": rid, "ok": True, "done": done[0]})
                 except _Timeout:
                     reply({"id": rid, "timeout": True, "done": done[0]})
@@ -166,7 +180,7 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
                 elif callable(namespace[name]):
                     reply({"id": rid, "kind": "callable"})
                 else:
-                    value = _call_with_alarm(request["timeout"], lambda: encode(namespace[name]))
+                    value = _call_with_alarm(request["timeout"], lambda: encode(namespace[name]))  # noqa: B023
                     reply({"id": rid, "kind": "value", "value": value})
             elif op == "call":
                 fn = namespace.get(request["name"])
@@ -176,8 +190,8 @@ def main() -> None:  # pragma: no cover - runs in the sandbox (covered by test_g
                 watch = _callguard.CourseCodeWatch(course_dirs)
 
                 def call():
-                    with watch:
-                        return fn(*args, **kwargs)
+                    with watch:  # noqa: B023
+                        return fn(*args, **kwargs)  # noqa: B023
 
                 try:
                     result = _call_with_alarm(request["timeout"], call)
