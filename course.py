@@ -39,8 +39,15 @@ SUPPORTED = ((3, 10), (3, 13))
 LOWEST_KEEPS_PINNED = {"torch"}
 # Tests of the set-up itself (pins, servers, notebooks' committed outputs, the site, the browser):
 # the lowest-bounds leg skips them and runs every other test, i.e. the package's own.
-ENVIRONMENT_TESTS = ["test_setup.py", "test_lab.py", "test_notebooks.py", "test_browser.py",
-                     "test_site.py", "test_colab_binder.py", "test_headers_tool.py"]
+ENVIRONMENT_TESTS = [
+    "test_setup.py",
+    "test_lab.py",
+    "test_notebooks.py",
+    "test_browser.py",
+    "test_site.py",
+    "test_colab_binder.py",
+    "test_headers_tool.py",
+]
 
 
 def venv_python(venv: Path = VENV) -> Path:
@@ -76,9 +83,7 @@ def install(python: Path, extras: str, constraints: Path = CONSTRAINTS, venv: Pa
     """pip-install the package (editable) with the pinned constraints, unless already done."""
     target = f".[{extras}]" if extras else "."
     stamp = venv / f".installed-{extras.replace(',', '-') or 'base'}"
-    digest = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + constraints.read_bytes()
-    ).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + constraints.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
     run([python, "-m", "pip", "install", "--upgrade", "pip"])
@@ -119,13 +124,18 @@ def lab_command(python: Path, args) -> list:
     """
     cmd = [python, "-m", "jupyter", "lab", FIRST_NOTEBOOK, *args]
     if is_root() and "--allow-root" not in args:
-        print("Running as root (as in a container or cloud VM), so passing --allow-root: "
-              "JupyterLab refuses to start as root without it.", flush=True)
+        print(
+            "Running as root (as in a container or cloud VM), so passing --allow-root: "
+            "JupyterLab refuses to start as root without it.",
+            flush=True,
+        )
         cmd.append("--allow-root")
     if not has_browser() and "--no-browser" not in args:
-        print("No display or web browser found here: open the http://127.0.0.1:... URL that "
-              "JupyterLab prints below in a browser on this machine (or through an SSH tunnel).",
-              flush=True)
+        print(
+            "No display or web browser found here: open the http://127.0.0.1:... URL that "
+            "JupyterLab prints below in a browser on this machine (or through an SSH tunnel).",
+            flush=True,
+        )
         cmd.append("--no-browser")
     return cmd
 
@@ -179,8 +189,7 @@ def test_lowest() -> int:
     print(f"Lowest-bounds leg in {LOWEST_VENV.name}: {bounds} (torch stays at its pin).", flush=True)
     env = dict(os.environ, MPLBACKEND="Agg")
     ignore = [f"--ignore=tests/{name}" for name in ENVIRONMENT_TESTS]
-    return subprocess.call([str(python), "-m", "pytest", "-q", *ignore],
-                           cwd=ROOT, env=env)
+    return subprocess.call([str(python), "-m", "pytest", "-q", *ignore], cwd=ROOT, env=env)
 
 
 def test(args) -> int:

@@ -217,9 +217,7 @@ def test_top_k_mask_keeps_the_k_best_allowed_keys_of_each_row(k, masked):
 def test_top_k_mask_breaks_ties_towards_the_lower_key_and_accepts_a_bool_mask():
     scores = np.array([[1.0, 5.0, 5.0, 5.0], [2.0, 2.0, 2.0, 2.0]])
     mask = np.array([[True, True, False, True], [True, True, True, True]])
-    np.testing.assert_array_equal(
-        top_k_mask(scores, 2, mask), [[False, True, False, True], [True, True, False, False]]
-    )
+    np.testing.assert_array_equal(top_k_mask(scores, 2, mask), [[False, True, False, True], [True, True, False, False]])
 
 
 def test_top_k_mask_attention_weights_live_on_the_chosen_keys_only():
@@ -255,8 +253,15 @@ def test_top_k_mask_rejects_bad_input(scores, k, mask, error, words):
 @pytest.mark.parametrize("n", [4, 7, 40])
 @pytest.mark.parametrize(
     "window, sinks, global_tokens, causal",
-    [(1, 0, 0, True), (3, 1, 0, True), (5, 4, 0, True), (1, 0, 0, False), (2, 1, 0, False),
-     (3, 0, 3, False), (2, 4, 1, False)],
+    [
+        (1, 0, 0, True),
+        (3, 1, 0, True),
+        (5, 4, 0, True),
+        (1, 0, 0, False),
+        (2, 1, 0, False),
+        (3, 0, 3, False),
+        (2, 4, 1, False),
+    ],
 )
 def test_local_global_pattern_matches_the_contract_formula(n, window, sinks, global_tokens, causal):
     pattern = local_global_pattern(window, sinks, global_tokens, causal)
@@ -508,9 +513,11 @@ def test_dense_attention_validates_qkv_too():
     with pytest.raises(TypeError, match="q, k and v must share one dtype"):
         dense_attention(q, k.double(), v, patterns.causal())
     empty = torch.zeros(0, 4)  # no positions: a clear error, not torch.cat's
-    for fn in (lambda: dense_attention(empty, empty, empty, patterns.causal()),
-               lambda: local_global_attention(empty, empty, empty, 2),
-               lambda: local_global_attention(torch.ones(3, 0), torch.ones(3, 0), torch.ones(3, 2), 2)):
+    for fn in (
+        lambda: dense_attention(empty, empty, empty, patterns.causal()),
+        lambda: local_global_attention(empty, empty, empty, 2),
+        lambda: local_global_attention(torch.ones(3, 0), torch.ones(3, 0), torch.ones(3, 2), 2),
+    ):
         with pytest.raises(ValueError, match="q must have N >= 1 positions and D >= 1"):
             fn()
 

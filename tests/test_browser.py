@@ -23,8 +23,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tests" / "browser" / "explorers_demo.ipynb"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-EXPLORERS = ["mask_explorer", "softmax_explorer", "receptive_field_explorer", "kv_budget_explorer",
-             "attention_explorer", "cache_explorer"]
+EXPLORERS = [
+    "mask_explorer",
+    "softmax_explorer",
+    "receptive_field_explorer",
+    "kv_budget_explorer",
+    "attention_explorer",
+    "cache_explorer",
+]
 PLAYERS = ["cache_explorer"]  # explorers with a Play button that steps a slider
 # Smallest fraction of an explorer image's rows and of its columns that hold something drawn: a
 # figure with axes spans most of both; the broken 'title only' figures of the subshell race
@@ -46,8 +52,10 @@ lab = _load_driver()
 def _require_chromium():
     if lab.CHROMIUM.exists():
         return
-    reason = (f"{lab.CHROMIUM} not found: run tools/install_browser.sh "
-              "(apt-get install chromium) to enable the real-browser test")
+    reason = (
+        f"{lab.CHROMIUM} not found: run tools/install_browser.sh "
+        "(apt-get install chromium) to enable the real-browser test"
+    )
     if os.environ.get("CI"):
         pytest.fail(f"CI is set, so the browser test is required: {reason}")
     pytest.skip(reason)
@@ -130,7 +138,8 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                 assert fallback["matches"], (
                     f"{name}: displaying it in the browser redrew its figure (the front end sent "
                     "back a control value, e.g. a float slider's rounding), so the page differs "
-                    "from the kernel's initial figure")
+                    "from the kernel's initial figure"
+                )
 
             for cell, name in zip(widget_cells, names, strict=True):
                 i = cell["index"]

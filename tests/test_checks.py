@@ -134,8 +134,9 @@ def local_global_columns(n, window, num_global):
 
 def longformer_loops(n, radius, global_positions):
     g = set(global_positions)
-    return np.array([[abs(q - k) <= radius or q in g or k in g for k in range(n)] for q in range(n)],
-                    dtype=bool).reshape(n, n)
+    return np.array(
+        [[abs(q - k) <= radius or q in g or k in g for k in range(n)] for q in range(n)], dtype=bool
+    ).reshape(n, n)
 
 
 def longformer_isin(n, radius, global_positions):
@@ -300,6 +301,7 @@ def attention_variant(scale=True, mask_how="before"):
         if mask is not None and mask_how == "after":
             weights = weights * mask
         return weights @ v, weights
+
     return impl
 
 
@@ -328,12 +330,18 @@ WRONG = {
         (attention_variant(mask_how="after"), "masking after the softmax"),
         (attention_variant(mask_how="multiply"), "exp(0) = 1"),
         (attention_variant(mask_how="inverted"), "mask is inverted"),
-        (lambda q, k, v, mask=None: (attention_loops(q, k, v, mask)[1], attention_loops(q, k, v, mask)[0]),
-         "order (out, weights)"),
-        (lambda q, k, v, mask=None: attention_loops(q, k * math.sqrt(q.shape[-1] / k.shape[0]), v, mask),
-         "not the number of keys"),
-        (lambda q, k, v, mask=None: attention_loops(q, k * math.sqrt(q.shape[-1] / v.shape[-1]), v, mask),
-         "not the value dimension"),
+        (
+            lambda q, k, v, mask=None: (attention_loops(q, k, v, mask)[1], attention_loops(q, k, v, mask)[0]),
+            "order (out, weights)",
+        ),
+        (
+            lambda q, k, v, mask=None: attention_loops(q, k * math.sqrt(q.shape[-1] / k.shape[0]), v, mask),
+            "not the number of keys",
+        ),
+        (
+            lambda q, k, v, mask=None: attention_loops(q, k * math.sqrt(q.shape[-1] / v.shape[-1]), v, mask),
+            "not the value dimension",
+        ),
     ],
     "sliding_window_mask": [
         (lambda n, w: (_grid(n)[1] <= _grid(n)[0]) & (_grid(n)[0] - _grid(n)[1] <= w), "look-back"),
@@ -361,20 +369,30 @@ WRONG = {
         (lambda n, w, g: window_loops(n, w) | (_grid(n)[1] < g) | (_grid(n)[0] < g), "must not see the future"),
         (lambda n, w, g: local_global_loops(n, w + 1, g), "window off by one"),
         (lambda n, w, g: window_loops(n, w) & (_grid(n)[1] < g), "in addition to the window"),
-        (lambda n, w, g: window_loops(n, w) | (np.tril(np.ones((n, n), dtype=bool)) & (_grid(n)[1] <= g)),
-         "not k <= num_global"),
+        (
+            lambda n, w, g: window_loops(n, w) | (np.tril(np.ones((n, n), dtype=bool)) & (_grid(n)[1] <= g)),
+            "not k <= num_global",
+        ),
         (lambda n, w, g: (_grid(n)[0] - _grid(n)[1] < w) | (_grid(n)[1] < g), "causal condition is missing"),
-        (lambda n, w, g: (_grid(n)[1] <= _grid(n)[0]) & (_grid(n)[0] - _grid(n)[1] < w) | _grid(n)[1] < g,
-         "operator precedence"),
+        (
+            lambda n, w, g: (_grid(n)[1] <= _grid(n)[0]) & (_grid(n)[0] - _grid(n)[1] < w) | _grid(n)[1] < g,
+            "operator precedence",
+        ),
     ],
     "longformer_mask": [
         (lambda n, r, g: (np.abs(_grid(n)[0] - _grid(n)[1]) <= r) | np.isin(_grid(n)[1], g), "symmetric"),
-        (lambda n, r, g: longformer_loops(n, r - 1, g) if r > 0 else longformer_loops(n, 0, g) & False,
-         "radius off by one"),
-        (lambda n, r, g: (np.tril(longformer_loops(n, r, []))) | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g),
-         "bidirectional"),
-        (lambda n, r, g: np.abs(_grid(n)[0] - _grid(n)[1]) <= r | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g),
-         "operator precedence"),
+        (
+            lambda n, r, g: longformer_loops(n, r - 1, g) if r > 0 else longformer_loops(n, 0, g) & False,
+            "radius off by one",
+        ),
+        (
+            lambda n, r, g: (np.tril(longformer_loops(n, r, []))) | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g),
+            "bidirectional",
+        ),
+        (
+            lambda n, r, g: np.abs(_grid(n)[0] - _grid(n)[1]) <= r | np.isin(_grid(n)[0], g) | np.isin(_grid(n)[1], g),
+            "operator precedence",
+        ),
     ],
     "receptive_field": [
         (lambda mask, layers: np.linalg.matrix_power(mask.astype(np.int64), layers) > 0, "residual path"),
@@ -385,12 +403,18 @@ WRONG = {
     "min_layers": [
         (lambda mask, src, dst: hops_deque(mask.T, src, dst), "direction"),
         (lambda mask, src, dst: -1 if hops_deque(mask, src, dst) is None else hops_deque(mask, src, dst), "not -1"),
-        (lambda mask, src, dst: math.inf if hops_deque(mask, src, dst) is None else hops_deque(mask, src, dst),
-         "not infinity"),
-        (lambda mask, src, dst: None if hops_deque(mask, src, dst) is None else hops_deque(mask, src, dst) + 1,
-         "count layers"),
-        (lambda mask, src, dst: next((i for i in range(11) if i == hops_deque(mask, src, dst)), None),
-         "capped at a fixed number"),
+        (
+            lambda mask, src, dst: math.inf if hops_deque(mask, src, dst) is None else hops_deque(mask, src, dst),
+            "not infinity",
+        ),
+        (
+            lambda mask, src, dst: None if hops_deque(mask, src, dst) is None else hops_deque(mask, src, dst) + 1,
+            "count layers",
+        ),
+        (
+            lambda mask, src, dst: next((i for i in range(11) if i == hops_deque(mask, src, dst)), None),
+            "capped at a fixed number",
+        ),
     ],
     "softmax_with_sink": [
         (lambda s, sink: softmax_logsumexp(s), "plain softmax"),
@@ -417,14 +441,18 @@ WRONG = {
         (lambda L, h, d, t, batch=1, bytes_per_element=2: 2.0 * L * h * d * t * batch * bytes_per_element, "int"),
     ],
     "kv_entries": [
-        (lambda p, t, window=None, sinks=0: t if p == "dense" else (window if p == "window" else sinks + window),
-         "only t entries exist"),
+        (
+            lambda p, t, window=None, sinks=0: t if p == "dense" else (window if p == "window" else sinks + window),
+            "only t entries exist",
+        ),
         (lambda p, t, window=None, sinks=0: t if p == "dense" else min(t, window), "sinks + window"),
         (lambda p, t, window=None, sinks=0: t if p == "dense" else max(t, window + sinks), "min, not max"),
     ],
     "max_sequences": [
-        (lambda b, L, h, d, t, bytes_per_element=2: math.ceil(b / bytes_prod(L, h, d, t, 1, bytes_per_element)),
-         "round down"),
+        (
+            lambda b, L, h, d, t, bytes_per_element=2: math.ceil(b / bytes_prod(L, h, d, t, 1, bytes_per_element)),
+            "round down",
+        ),
         (lambda b, L, h, d, t, bytes_per_element=2: b // (L * h * d * t * bytes_per_element), "factor 2"),
         (lambda b, L, h, d, t, bytes_per_element=2: b // bytes_prod(L, h, d, t), "bytes_per_element"),
     ],
@@ -439,16 +467,20 @@ def test_every_exercise_function_has_a_catalogue():
         assert len(WRONG[name]) >= 3, name
 
 
-@pytest.mark.parametrize("name,impl", [(n, f) for n in FUNCTIONS for f in CORRECT[n]],
-                         ids=lambda x: getattr(x, "__name__", str(x)))
+@pytest.mark.parametrize(
+    "name,impl", [(n, f) for n in FUNCTIONS for f in CORRECT[n]], ids=lambda x: getattr(x, "__name__", str(x))
+)
 def test_alternative_correct_implementations_pass(name, impl):
     result = run_check(name, impl)
     assert result.ok, result.report()
     assert result.total >= 5
 
 
-@pytest.mark.parametrize("name,impl,phrase", [(n, f, p) for n in FUNCTIONS for f, p in WRONG[n]],
-                         ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    "name,impl,phrase",
+    [(n, f, p) for n in FUNCTIONS for f, p in WRONG[n]],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
 def test_typical_mistakes_fail_with_the_right_hint(name, impl, phrase):
     result = run_check(name, impl)
     assert not result.ok
@@ -474,8 +506,7 @@ def test_every_catalogued_hint_is_reachable(name):
 
 ANSWERS = {
     "kv_pairs_at_500": (4, [(None, "not answered"), (500, "full causal"), (3, "itself"), ("4", "without quotes")]),
-    "mistral_kv_bytes_per_token": (131072, [(None, "not answered"), (524288, "query heads"),
-                                            (65536, "factor 2")]),
+    "mistral_kv_bytes_per_token": (131072, [(None, "not answered"), (524288, "query heads"), (65536, "factor 2")]),
     "global_tokens_always_help": (False, [(None, "not answered"), (True, "diminish"), ("False", "without quotes")]),
     "legal_contracts_choice": ("B", [(None, "not answered"), ("A", "N^2"), ("C", "N / W layers"), ("E", "one letter")]),
 }
@@ -558,14 +589,17 @@ def raises_bad_message(n):
     raise BadMessage()
 
 
-@pytest.mark.parametrize("impl,phrase", [
-    (exits, "raised SystemExit"),
-    (raises_bad_message, "raised BadMessage"),
-    (lambda n: Weird(), "expected a boolean numpy array"),
-    (lambda n: None, "forget the `return`"),
-    (lambda n: (x for x in range(n)), "expected a boolean numpy array"),
-    (lambda n: "1 0\n1 1", "expected a boolean numpy array"),
-])
+@pytest.mark.parametrize(
+    "impl,phrase",
+    [
+        (exits, "raised SystemExit"),
+        (raises_bad_message, "raised BadMessage"),
+        (lambda n: Weird(), "expected a boolean numpy array"),
+        (lambda n: None, "forget the `return`"),
+        (lambda n: (x for x in range(n)), "expected a boolean numpy array"),
+        (lambda n: "1 0\n1 1", "expected a boolean numpy array"),
+    ],
+)
 def test_check_never_raises_on_wrong_answers(impl, phrase, capsys):
     result = check("causal_mask", impl)
     out = capsys.readouterr().out
@@ -706,8 +740,11 @@ def test_references_agree_with_the_core_package():
         for w in range(1, n + 2):
             assert (ex2_sparse._ref_sliding_window_mask(n, w) == patterns.sliding_window(w).mask(n)).all()
             for g in range(0, n + 1):
-                core = (patterns.causal() & (patterns.sliding_window(w) | patterns.sinks(g))) if g else \
-                    patterns.sliding_window(w)
+                core = (
+                    (patterns.causal() & (patterns.sliding_window(w) | patterns.sinks(g)))
+                    if g
+                    else patterns.sliding_window(w)
+                )
                 assert (ex3_global._ref_local_global_mask(n, w, g) == core.mask(n)).all()
         for r in range(0, n + 1):
             g = sorted(rng.choice(n, size=min(2, n), replace=False).tolist())
@@ -736,18 +773,25 @@ def test_references_agree_with_the_core_package():
         assert np.allclose(ex1_dense._ref_softmax(q), attention.softmax(q))
     for args in [(32, 32, 128, 1), (3, 5, 7, 11, 2, 4), (1, 1, 1, 1, 1, 1)]:
         assert ex5_costs._ref_kv_cache_bytes(*args) == costs.kv_cache_bytes(*args)
-    for policy, t, window, sinks in [("dense", 5, None, 0), ("window", 3, 5, 0), ("window", 10, 4, 0),
-                                     ("sinks", 10, 4, 2), ("sinks", 3, 4, 2)]:
-        assert ex5_costs._ref_kv_entries(policy, t, window, sinks) == costs.kv_entries(policy, t, window=window,
-                                                                                     sinks=sinks)
+    for policy, t, window, sinks in [
+        ("dense", 5, None, 0),
+        ("window", 3, 5, 0),
+        ("window", 10, 4, 0),
+        ("sinks", 10, 4, 2),
+        ("sinks", 3, 4, 2),
+    ]:
+        assert ex5_costs._ref_kv_entries(policy, t, window, sinks) == costs.kv_entries(
+            policy, t, window=window, sinks=sinks
+        )
     assert ex5_costs._ref_max_sequences(24 * 2**30, 32, 32, 128, 4096) == costs.max_sequences(
-        24 * 2**30, 32, 32, 128, 4096)
+        24 * 2**30, 32, 32, 128, 4096
+    )
     assert specs()["mistral_kv_bytes_per_token"].reference() == costs.PRESETS["Mistral-7B"].kv_bytes_per_token()
     quiz = patterns.causal() & (patterns.sliding_window(3) | patterns.sinks(1))
     assert specs()["kv_pairs_at_500"].reference() == quiz.kv_counts(1024)[499]
 
 
-RECORD_INPUTS = '''
+RECORD_INPUTS = """
 import json, sys
 sys.path.insert(0, ".")
 if sys.argv[1] == "with-local-module":
@@ -763,7 +807,7 @@ def spy_entries(policy, t, window=None, sinks=0):
     return checks.ex5_costs._ref_kv_entries(policy, t, window, sinks)
 checks.run_check("kv_entries", spy_entries, allow_course_code=True)
 print(json.dumps(seen))
-'''
+"""
 
 
 @pytest.mark.slow
@@ -776,8 +820,10 @@ def test_random_inputs_do_not_depend_on_the_context(tmp_path):
     values = ", ".join(str(i) for i in range(1, 5000, 3))
     (tmp_path / "many_constants.py").write_text(f"VALUES = [{values}]\n", encoding="utf-8")
     (tmp_path / "record.py").write_text(RECORD_INPUTS, encoding="utf-8")
-    runs = [subprocess.run([sys.executable, "record.py", mode], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=120) for mode in ("with-local-module", "plain")]
+    runs = [
+        subprocess.run([sys.executable, "record.py", mode], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        for mode in ("with-local-module", "plain")
+    ]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
     assert runs[0].stdout == runs[1].stdout
     assert not (tmp_path / ".hypothesis").exists()
@@ -812,7 +858,8 @@ def test_strings_compared_with_is_fail_with_a_hint_to_use_equals():
         "        return t\n"
         "    if policy is 'window':\n"
         "        return min(t, window)\n"
-        "    return min(t, sinks + window)\n")
+        "    return min(t, sinks + window)\n"
+    )
     namespace = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)
@@ -826,8 +873,11 @@ def test_strings_compared_with_is_fail_with_a_hint_to_use_equals():
 def test_the_course_implementation_gets_no_credit():
     from globattn_lite import patterns, softmax_tools
 
-    for name, candidate in [("evict", softmax_tools.evict), ("evict", ex4_softmax._ref_evict),
-                            ("causal_mask", lambda n: patterns.causal().mask(n))]:
+    for name, candidate in [
+        ("evict", softmax_tools.evict),
+        ("evict", ex4_softmax._ref_evict),
+        ("causal_mask", lambda n: patterns.causal().mask(n)),
+    ]:
         result = run_check(name, candidate)
         assert result.passed == 0 and result.score == 0.0, result.report()
         assert "uses the course's implementation" in result.failures[0].reason
@@ -871,6 +921,7 @@ def test_seeded_inputs_differ_from_the_public_ones_and_repeat():
         def spy(n, window):
             seen.append((n, window))
             return window_loops(n, window)
+
         return seen, spy
 
     runs = {}

@@ -111,24 +111,37 @@ def scratch_environment(tmp_path: Path) -> Path:
     env_dir = tmp_path / "scratch"
     venv.create(env_dir, with_pip=False)
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "host-packages.pth").write_text(str(host_packages(tmp_path)) + "\n")
     return python
 
 
 def own_packages(python: Path) -> set[str]:
     """Distribution names installed in the scratch venv itself (not the host ones)."""
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     return {normalise(p.name.split("-")[0]) for p in Path(site).glob("*.dist-info")}
 
 
 def local_repository(tmp_path: Path) -> Path:
     """A git repository holding this worktree's files (tracked and new, not ignored), on `main`."""
     repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for rel in filter(None, files):
         source = ROOT / rel
         if source.is_file():
@@ -169,14 +182,16 @@ def test_colab_setup_cell_installs_from_the_repository_and_keeps_torch(tmp_path)
     python = scratch_environment(tmp_path)
     settings = nh.read_settings()
     cell = tmp_path / "cell.py"
-    cell.write_text(nh.setup_source(nh.Settings(repo.as_uri(), "main", settings.version),
-                                    "notebooks/00_start_here.ipynb"))
+    cell.write_text(
+        nh.setup_source(nh.Settings(repo.as_uri(), "main", settings.version), "notebooks/00_start_here.ipynb")
+    )
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["HOME"] = str(home)
-    done = subprocess.run([python, "-c", RUN_CELL, cell], cwd=home, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [python, "-c", RUN_CELL, cell], cwd=home, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 3 and lines[0] == lines[1] and lines[0].startswith("globattn-lite installed from"), lines
@@ -198,8 +213,9 @@ def test_binder_postbuild_makes_a_working_environment(tmp_path):
     python = scratch_environment(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(["bash", repo / "binder" / "postBuild"], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", repo / "binder" / "postBuild"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert own_packages(python) - {"pip", "setuptools"} == {"globattn-lite"}
     overrides = python.parent.parent / "share" / "jupyter" / "lab" / "settings" / "overrides.json"

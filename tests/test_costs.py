@@ -109,7 +109,13 @@ def test_preset_numbers():
         p = PRESETS[name]
         assert p.name == name
         assert (p.layers, p.heads, p.kv_heads, p.head_dim, p.sliding_window, p.local_layers, p.max_context) == (
-            layers, heads, kv_heads, head_dim, window, local, context,
+            layers,
+            heads,
+            kv_heads,
+            head_dim,
+            window,
+            local,
+            context,
         )
         assert "config" in p.source and p.layer_pattern and p.parameters > 1e9
     with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'layers'"):
@@ -608,9 +614,11 @@ def test_prefill_flops_decode_bytes_and_a_hardware_line():
     assert prefill_flops(oss, 1) == 2 * 3.6e9 + 4 * 64 * 64 * 24
     assert decode_bytes_per_token(m, n) == 2 * m.parameters + n * 131_072
     assert decode_bytes_per_token(m, n, bytes_per_parameter=0.5, bytes_per_element=1, batch=2) == (
-        0.5 * m.parameters + 2 * n * 65_536)
-    hw = Hardware("assumed accelerator", peak_flops=400e12, bandwidth=2e12, flops_utilisation=0.5,
-                  bandwidth_utilisation=0.8)
+        0.5 * m.parameters + 2 * n * 65_536
+    )
+    hw = Hardware(
+        "assumed accelerator", peak_flops=400e12, bandwidth=2e12, flops_utilisation=0.5, bandwidth_utilisation=0.8
+    )
     assert hw.time_to_first_token(m, n) == pytest.approx(prefill_flops(m, n) / 200e12)
     assert hw.tokens_per_second(m, n) == pytest.approx(1.6e12 / decode_bytes_per_token(m, n))
     with pytest.raises(ValueError, match=r"flops_utilisation is a fraction of the peak, at most 1, got 1\.5"):

@@ -81,8 +81,13 @@ def test_exercise_keeps_everything_but_the_solutions(name):
             assert sol.source == ex.source  # prose, imports, check cells: identical
     # the exercise imports only the course package's check (the generated Colab set-up cell, marked
     # "course_header" by tools/notebook_headers.py, installs the course and is not part of the exercise)
-    imports = {line for c in exercise.cells if c.cell_type == "code" and "course_header" not in c.metadata
-               for line in c.source.splitlines() if line.startswith(("import ", "from "))}
+    imports = {
+        line
+        for c in exercise.cells
+        if c.cell_type == "code" and "course_header" not in c.metadata
+        for line in c.source.splitlines()
+        if line.startswith(("import ", "from "))
+    }
     assert imports <= {"import numpy as np", "from globattn_lite.checks import check"}
 
 
@@ -139,11 +144,14 @@ check("f", f);'''
 
 def test_function_region_becomes_a_raise_with_the_hint():
     out = exercise_source(FUNCTION_CELL)
-    assert out == '''def f(x):
+    assert (
+        out
+        == '''def f(x):
     """Doc."""
     raise NotImplementedError('square it with "x * x".')
 
 check("f", f);'''
+    )
     namespace = {}
     exec(out.replace('check("f", f);', ""), namespace)
     with pytest.raises(NotImplementedError, match="square it"):
@@ -167,14 +175,17 @@ def test_long_hints_wrap_into_valid_python():
     assert max(len(line) for line in out.splitlines()) <= 100
 
 
-@pytest.mark.parametrize("source,message", [
-    (f"{BEGIN}\nx = 1\n{END}", r"line 3: a solution region needs a non-empty '### HINT: \.\.\.' line"),
-    (f"{BEGIN}\n### HINT: h\nx = 1\n", "### BEGIN SOLUTION without ### END SOLUTION"),
-    (f"x = 1\n{END}", "line 2: ### END SOLUTION without ### BEGIN SOLUTION"),
-    (f"{BEGIN}\n{BEGIN}\n{END}", "line 2: ### BEGIN SOLUTION inside another solution region"),
-    (f"{BEGIN}\n### HINT: h\nprint(1)\n{END}", r"line 4: a top-level solution region may only assign names"),
-    (f"{BEGIN}\n### HINT: h\nx[0] = 1\n{END}", r"line 4: a top-level solution region may only assign names"),
-])
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        (f"{BEGIN}\nx = 1\n{END}", r"line 3: a solution region needs a non-empty '### HINT: \.\.\.' line"),
+        (f"{BEGIN}\n### HINT: h\nx = 1\n", "### BEGIN SOLUTION without ### END SOLUTION"),
+        (f"x = 1\n{END}", "line 2: ### END SOLUTION without ### BEGIN SOLUTION"),
+        (f"{BEGIN}\n{BEGIN}\n{END}", "line 2: ### BEGIN SOLUTION inside another solution region"),
+        (f"{BEGIN}\n### HINT: h\nprint(1)\n{END}", r"line 4: a top-level solution region may only assign names"),
+        (f"{BEGIN}\n### HINT: h\nx[0] = 1\n{END}", r"line 4: a top-level solution region may only assign names"),
+    ],
+)
 def test_malformed_regions_are_errors(source, message):
     with pytest.raises(MarkerError, match=message):
         exercise_source(source)
@@ -239,8 +250,9 @@ def test_nbgrader_notebooks_carry_cell_metadata(tmp_path):
     graded = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata["nbgrader"]["grade"]}
     assert graded["check-kv_entries"].metadata["nbgrader"]["points"] == 3.0
     assert graded["check-kv_entries"].source == 'check("kv_entries", kv_entries).points_out_of(3)'
-    assert not any("global_tokens_reason" in c.source for c in graded.values()
-                   if "global_tokens_always_help" not in c.source)  # free text is read, not autograded
+    assert not any(
+        "global_tokens_reason" in c.source for c in graded.values() if "global_tokens_always_help" not in c.source
+    )  # free text is read, not autograded
     for cell in nb.cells:
         meta = cell.metadata["nbgrader"]
         assert meta["locked"] is not meta["solution"] and "### HINT" not in cell.source
@@ -259,12 +271,14 @@ def test_nbgrader_round_trip(tmp_path):
         if path.stem != "ex5_costs":
             path.unlink()
     (course / "nbgrader_config.py").write_text(
-        'c = get_config()\nc.CourseDirectory.root = "."\nc.CourseDirectory.course_id = "globattn"\n', encoding="utf-8")
+        'c = get_config()\nc.CourseDirectory.root = "."\nc.CourseDirectory.course_id = "globattn"\n', encoding="utf-8"
+    )
     env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"}
 
     def nbgrader(*args):
-        proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
     nbgrader("generate_assignment", "ps1")
@@ -278,6 +292,7 @@ def test_nbgrader_round_trip(tmp_path):
     nbgrader("autograde", "ps1", "--create")
     nbgrader("export")
     import csv
+
     with open(course / "grades.csv", newline="", encoding="utf-8") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["max_score"]) == 6.0 and float(row["score"]) == float(row["max_score"]), row
@@ -302,11 +317,9 @@ def test_gradescope_bundle_runs_in_a_fake_autograder_tree(tmp_path):
     os.chmod(root / "run_autograder", 0o755)
     (root / "submission").mkdir()
     shutil.copyfile(SOLUTIONS / "ex5_costs.ipynb", root / "submission" / "ex5_costs.ipynb")
-    (root / "submission_metadata.json").write_text(json.dumps({"users": [{"email": "a@uni.edu"}]}),
-                                                   encoding="utf-8")
+    (root / "submission_metadata.json").write_text(json.dumps({"users": [{"email": "a@uni.edu"}]}), encoding="utf-8")
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
     assert validate_gradescope(results) == []
@@ -320,8 +333,14 @@ def test_student_and_instructor_releases(tmp_path):
     student = exercise_tools.release(ROOT, tmp_path / "student", instructor=False)
     assert (student / "exercises" / "ex1_dense.ipynb").exists() and (student / "notebooks").is_dir()
     assert (student / "globattn_lite" / "checks" / "engine.py").exists()  # the public checks
-    for private in ("solutions", "tests", "instructor_tests", "globattn_lite/grading", "globattn_lite/grade.py",
-                    "globattn_lite/exercise_tools.py"):
+    for private in (
+        "solutions",
+        "tests",
+        "instructor_tests",
+        "globattn_lite/grading",
+        "globattn_lite/grade.py",
+        "globattn_lite/exercise_tools.py",
+    ):
         assert not (student / private).exists(), private
     (tmp_path / "private").mkdir()
     (tmp_path / "private" / "extra.py").write_text("def check_causal_mask(f):\n    return []\n", encoding="utf-8")

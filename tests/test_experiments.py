@@ -24,8 +24,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # fixture in conftest.
 ACC_TOL, PPL_RTOL, MASS_TOL = 0.02, 0.01, 0.01
 
 
-
-
 def test_train_runs_and_lowers_the_loss():
     task = LongRangeRetrieval(n=16, fact_start=0, fact_stop=4)
     torch.manual_seed(0)
@@ -145,8 +143,9 @@ def test_the_registry_names_each_experiment_once():
 
 def test_the_package_runs_as_a_command():
     """``python -m globattn_lite.experiments`` (the package's __main__) offers every registered experiment."""
-    done = subprocess.run([sys.executable, "-m", "globattn_lite.experiments", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "globattn_lite.experiments", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "{" + ",".join(E.EXPERIMENTS) + "}" in done.stdout
 
@@ -387,7 +386,8 @@ def test_explorer_example_is_the_evaluation_input():
     _shipped("long_range")
     models = E.load_models("long_range")
     for variant, (g, pattern, fact) in E.long_range_variants(
-            E.LONG_RANGE["window"], E.LONG_RANGE["radius"], E.LONG_RANGE["sinks"]).items():
+        E.LONG_RANGE["window"], E.LONG_RANGE["radius"], E.LONG_RANGE["sinks"]
+    ).items():
         ids, answers, _ = E.long_range.long_range_task(fact).sample(E.LONG_RANGE["test_size"], E.TEST_SEED)
         for i in (0, E.EXAMPLES - 1):
             case = E.explorer_example("long_range", variant, models[variant], i)
@@ -430,5 +430,7 @@ def test_shipped_dense_model_attention_locality_is_consistent():
         assert (np.diff(window, axis=0) >= -1e-4).all()  # a wider window keeps at least as much weight
         assert (top >= window - 1e-4).all()  # no pattern with W + S keys per query keeps more than the top W + S
     assert np.array(loc["on the fact"]).shape == (layers, heads)
-    assert loc["fact distance"] == [E.LONG_RANGE["task"]["n"] - E.LONG_RANGE["task"]["fact_stop"],
-                                    E.LONG_RANGE["task"]["n"] - 1 - E.LONG_RANGE["task"]["fact_start"]]
+    assert loc["fact distance"] == [
+        E.LONG_RANGE["task"]["n"] - E.LONG_RANGE["task"]["fact_stop"],
+        E.LONG_RANGE["task"]["n"] - 1 - E.LONG_RANGE["task"]["fact_start"],
+    ]

@@ -22,7 +22,7 @@ from globattn_lite.checks import EXERCISE_SETS, run_check, specs
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--cell-timeout", "1", "--call-timeout", "0.5", "--timeout", "40", "--memory-mb", "768"]
 
-WRONG_EX1 = '''
+WRONG_EX1 = """
 import numpy as np
 
 def causal_mask(n):
@@ -41,9 +41,9 @@ def attention(q, k, v, mask=None):
     w = np.exp(s - s.max(axis=-1, keepdims=True))
     w = w / w.sum(axis=-1, keepdims=True)
     return w @ v, w
-'''
+"""
 
-CRASHING_EX2 = '''
+CRASHING_EX2 = """
 import numpy as np
 
 def sliding_window_mask(n, window):
@@ -58,17 +58,17 @@ def attended_positions(mask, i):
     raise ValueError("not today")
 
 kv_pairs_at_500 = 4
-'''
+"""
 
-EXITING_EX2 = '''
+EXITING_EX2 = """
 import os
 kv_pairs_at_500 = 4
 
 def count_kv_pairs(mask):
     os._exit(1)                                            # kills the process on every call
-'''
+"""
 
-LOOPING_EX3 = '''
+LOOPING_EX3 = """
 import numpy as np
 
 def local_global_mask(n, window, num_global):
@@ -97,9 +97,9 @@ def receptive_field(mask, layers):
 def min_layers(mask, src, dst):
     while True:
         pass
-'''
+"""
 
-NOISY_EX4 = '''
+NOISY_EX4 = """
 import numpy as np
 print("x" * 30_000_000)
 for i in range(100_000):
@@ -119,9 +119,9 @@ def evict(scores, keep):
     s = np.where(keep, scores, -np.inf)
     e = np.exp(s - s.max())
     return e / e.sum()
-'''
+"""
 
-MEMORY_BOMB_EX5 = '''
+MEMORY_BOMB_EX5 = """
 hog = []
 while True:                                                # grows until the memory limit
     hog.append(bytearray(50_000_000))
@@ -135,9 +135,9 @@ def max_sequences(budget_bytes, layers, kv_heads, head_dim, tokens, bytes_per_el
     return 0
 
 legal_contracts_choice = "B"
-'''
+"""
 
-TAMPER_FUNCTIONS = '''
+TAMPER_FUNCTIONS = """
 import numpy as np
 
 def causal_mask(n):
@@ -154,9 +154,10 @@ class Liar:
 
 def attention(q, k, v, mask=None):
     return Liar(), Liar()
-'''
+"""
 
-TAMPERING_EX1 = '''
+TAMPERING_EX1 = (
+    """
 import sys
 import numpy as np
 import builtins
@@ -170,17 +171,20 @@ def check(name, fn):
 np.array_equal = np.allclose = lambda *a, **k: True
 np.testing.assert_allclose = lambda *a, **k: None
 open("scores.csv", "w").write("submission,total\\nme,1\\n")
-''' + TAMPER_FUNCTIONS + '''
+"""
+    + TAMPER_FUNCTIONS
+    + """
 check("causal_mask", causal_mask)
-'''
+"""
+)
 
-BREAKING_EX1 = '''
+BREAKING_EX1 = """
 import builtins
 import numpy as np
 def causal_mask(n):
     return np.tril(np.ones((n, n), dtype=bool))
 builtins.isinstance = lambda *a: True                      # breaks everything in its process
-'''
+"""
 
 
 def _notebook(source: str, fake_output: str | None = None):
@@ -206,8 +210,11 @@ def _honest(source: str, name: str, student: str, set_name: str) -> float:
 
 
 def _sha(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _read(path: Path) -> dict[str, dict]:
@@ -239,10 +246,21 @@ def graded(tmp_path_factory):
     before = _sha(subs)
     out = base / "scores.csv"
     out.write_text("an older table\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "subs", "--out", "scores.csv",
-                           "--jobs", "2", *FAST], cwd=base, capture_output=True, text=True, timeout=300)
-    return {"proc": proc, "rows": _read(out), "base": base, "subs": subs, "before": before,
-            "header": out.read_text(encoding="utf-8").splitlines()[0].split(",")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "globattn_lite.grade", "subs", "--out", "scores.csv", "--jobs", "2", *FAST],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return {
+        "proc": proc,
+        "rows": _read(out),
+        "base": base,
+        "subs": subs,
+        "before": before,
+        "header": out.read_text(encoding="utf-8").splitlines()[0].split(","),
+    }
 
 
 def _row(graded, name):
@@ -256,9 +274,23 @@ def test_grading_writes_one_row_per_submission(graded):
     assert len(graded["rows"]) == 12
     assert _row(graded, "hank/helper.py")["status"] == "unknown set"  # a row, not only a line on stderr
     names = [n for s in EXERCISE_SETS for n in EXERCISE_SETS[s] if not specs()[n].free_text]
-    assert graded["header"] == ["student", "name", "id", "submission", "exercise_set", "status", *names,
-                                "total", "points", "max_points", "needs_review", "seconds", "seed", "flags",
-                                "reasons"]
+    assert graded["header"] == [
+        "student",
+        "name",
+        "id",
+        "submission",
+        "exercise_set",
+        "status",
+        *names,
+        "total",
+        "points",
+        "max_points",
+        "needs_review",
+        "seconds",
+        "seed",
+        "flags",
+        "reasons",
+    ]
     assert "status counts: crashed 1, graded 9, malformed 1, unknown set 1" in graded["proc"].stderr
     assert "slowest: " in graded["proc"].stderr
 
@@ -266,8 +298,13 @@ def test_grading_writes_one_row_per_submission(graded):
 @pytest.mark.slow
 def test_correct_submission_scores_full_marks(graded):
     row = _row(graded, "alice/ex1_dense.ipynb")
-    assert (row["status"], row["causal_mask"], row["softmax"], row["attention"], row["total"]) == \
-        ("graded", "1", "1", "1", "1")
+    assert (row["status"], row["causal_mask"], row["softmax"], row["attention"], row["total"]) == (
+        "graded",
+        "1",
+        "1",
+        "1",
+        "1",
+    )
     assert row["reasons"] == "" and row["sliding_window_mask"] == ""  # other sets' columns stay empty
 
 
@@ -287,8 +324,12 @@ def test_wrong_submission_gets_the_same_scores_and_hints_as_the_notebook_check(g
 def test_crashing_cells_and_functions(graded):
     row = _row(graded, "carol/ex2_sparse.py")
     assert row["status"] == "graded"
-    assert (row["sliding_window_mask"], row["attended_positions"], row["count_kv_pairs"], row["kv_pairs_at_500"]) \
-        == ("1", "0", "0", "1")
+    assert (row["sliding_window_mask"], row["attended_positions"], row["count_kv_pairs"], row["kv_pairs_at_500"]) == (
+        "1",
+        "0",
+        "0",
+        "1",
+    )
     assert "cell 2, line 1: RuntimeError: boom" in row["reasons"]
     assert "raised ValueError: not today" in row["reasons"] and "count_kv_pairs: not defined" in row["reasons"]
     exiting = _row(graded, "carol/ex2_sparse_exit.py")
@@ -300,8 +341,12 @@ def test_crashing_cells_and_functions(graded):
 def test_looping_cells_and_functions_time_out(graded):
     row = _row(graded, "dan/ex3_global.py")
     assert row["status"] == "graded"
-    assert (row["local_global_mask"], row["longformer_mask"], row["receptive_field"], row["min_layers"]) == \
-        ("1", "1", "0", "0")
+    assert (row["local_global_mask"], row["longformer_mask"], row["receptive_field"], row["min_layers"]) == (
+        "1",
+        "1",
+        "0",
+        "0",
+    )
     assert "cell 2: timed out after 1 s" in row["reasons"]
     assert "receptive_field: timed out after 0.5 s" in row["reasons"]
 
@@ -332,8 +377,9 @@ def test_huge_prints_and_memory_bombs_are_survived(graded):
     bomb = _row(graded, "hank/ex5_costs.py")
     assert bomb["status"] == "graded"
     # The growing loop hits the memory limit, or, on a busy machine, the 1 s cell limit first.
-    assert ("cell 1, line 4: MemoryError" in bomb["reasons"]
-            or "cell 1: timed out after 1 s" in bomb["reasons"]), bomb["reasons"]
+    assert "cell 1, line 4: MemoryError" in bomb["reasons"] or "cell 1: timed out after 1 s" in bomb["reasons"], bomb[
+        "reasons"
+    ]
     assert bomb["kv_cache_bytes"] == "1" and bomb["legal_contracts_choice"] == "1"
     assert bomb["max_sequences"] == "0" and "MemoryError" in bomb["reasons"].split("max_sequences:")[1]
     assert bomb["kv_entries"] == "0" and "kv_entries: not defined" in bomb["reasons"]
@@ -357,13 +403,13 @@ def test_submissions_are_never_modified_and_the_csv_is_replaced_whole(graded):
 # Instructor checks
 # ------------------------------------------------------------------------------------------
 
-SOFTMAX_SOURCE = '''
+SOFTMAX_SOURCE = """
 def softmax(x):
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
-'''
+"""
 
-INSTRUCTOR = '''
+INSTRUCTOR = """
 EXERCISE_SET = "ex1_dense"
 
 def check_causal_mask(causal_mask):
@@ -375,7 +421,7 @@ def check_softmax(softmax):
 
 def check_double(double):
     return double(21) == 42
-'''
+"""
 
 
 @pytest.mark.slow
@@ -387,8 +433,13 @@ def test_instructor_checks_add_to_the_shipped_ones(tmp_path):
     nb = nbformat.reads(solution, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("def double(x):\n    return 2 * x"))
     (tmp_path / "ex1_dense.ipynb").write_text(nbformat.writes(nb), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "ex1_dense.ipynb", "--out", "s.csv",
-                           "--tests", "private", *FAST], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "globattn_lite.grade", "ex1_dense.ipynb", "--out", "s.csv", "--tests", "private", *FAST],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     row = _read(tmp_path / "s.csv")["ex1_dense.ipynb"]
     shipped_softmax = run_check("softmax", _functions("import numpy as np\n" + SOFTMAX_SOURCE)["softmax"]).max_points
@@ -401,8 +452,13 @@ def test_bad_instructor_checks_are_a_usage_error(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "bad.py").write_text("def check_unknown_thing(f):\n    return []\n", encoding="utf-8")
     (tmp_path / "ex1_dense.py").write_text("x = 1\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "ex1_dense.py", "--out", "s.csv",
-                           "--tests", "t"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "globattn_lite.grade", "ex1_dense.py", "--out", "s.csv", "--tests", "t"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "EXERCISE_SET" in proc.stderr
     assert not (tmp_path / "s.csv").exists()
 
@@ -433,8 +489,14 @@ def test_csv_is_written_atomically(tmp_path, monkeypatch):
 
 
 def test_wire_format_round_trip_and_refusals():
-    value = (np.arange(6, dtype=np.int32).reshape(2, 3), [True, None, "s", 1.5, float("inf")],
-             {"k": np.float32(2.5)}, {1, 2}, np.bool_(True), np.zeros((0, 3), dtype=bool))
+    value = (
+        np.arange(6, dtype=np.int32).reshape(2, 3),
+        [True, None, "s", 1.5, float("inf")],
+        {"k": np.float32(2.5)},
+        {1, 2},
+        np.bool_(True),
+        np.zeros((0, 3), dtype=bool),
+    )
     back = grade.decode(grade.encode(value))
     assert back[0].dtype == np.int32 and (back[0] == value[0]).all()
     assert back[1] == [True, None, "s", 1.5, float("inf")]
@@ -447,9 +509,12 @@ def test_wire_format_round_trip_and_refusals():
     for _ in range(100):
         nested = [nested]
     assert "nested too deeply" in repr(grade.decode(grade.encode(nested)))
-    for bad, words in (({"__nd__": ["|O", [1], [None]]}, "unexpected dtype object"),
-                       ({"__nd__": ["<f8", [2], [1.0]]}, "array data does not match its shape"),
-                       ({"__evil__": 1}, "unknown tag '__evil__'"), ({"a": 1, "b": 2}, "malformed value")):
+    for bad, words in (
+        ({"__nd__": ["|O", [1], [None]]}, "unexpected dtype object"),
+        ({"__nd__": ["<f8", [2], [1.0]]}, "array data does not match its shape"),
+        ({"__evil__": 1}, "unknown tag '__evil__'"),
+        ({"a": 1, "b": 2}, "malformed value"),
+    ):
         with pytest.raises(grade.ProtocolError, match=words):  # decode's one error, whatever the input
             grade.decode(bad)
 
@@ -470,8 +535,11 @@ def test_cells_of_py_files_and_lenient_notebooks(tmp_path):
     py.write_text("a = 1\n# %%\nb = 2\n# %% [markdown]\n", encoding="utf-8")
     assert grade.load_cells(py)[0] == ["a = 1", "b = 2", ""]
     nb = tmp_path / "ex1_dense.ipynb"
-    nb.write_text('{"cells": [{"cell_type": "code", "source": ["x = 1\\n", "y = 2"]}, '
-                  '{"cell_type": "markdown", "source": "hi"}]}', encoding="utf-8")
+    nb.write_text(
+        '{"cells": [{"cell_type": "code", "source": ["x = 1\\n", "y = 2"]}, '
+        '{"cell_type": "markdown", "source": "hi"}]}',
+        encoding="utf-8",
+    )
     cells, notes = grade.load_cells(nb)
     assert cells == ["x = 1\ny = 2"] and "leniently" in notes[0]
     (tmp_path / "bad.ipynb").write_bytes(b"\xff\xfe not utf-8")
@@ -501,8 +569,9 @@ def test_command_line_usage_errors(tmp_path):
     shutil.rmtree(tmp_path / "empty")
     (tmp_path / "ex1_dense.py").write_text("", encoding="utf-8")
     for option in ("--call-timeout", "--cell-timeout", "--timeout", "--memory-mb"):
-        zero = subprocess.run(run + ["ex1_dense.py", "--out", "s.csv", option, "0"], cwd=tmp_path,
-                              capture_output=True, text=True)
+        zero = subprocess.run(
+            run + ["ex1_dense.py", "--out", "s.csv", option, "0"], cwd=tmp_path, capture_output=True, text=True
+        )
         assert zero.returncode == 2 and f"{option} must be > 0" in zero.stderr
 
 
@@ -517,8 +586,15 @@ def test_sandbox_limits_the_system_refuses_are_skipped(monkeypatch):
             raise ValueError("current limit exceeds maximum limit")
         applied[kind] = value
 
-    fake = types.SimpleNamespace(RLIMIT_AS="AS", RLIMIT_CPU="CPU", RLIMIT_FSIZE="FSIZE", RLIMIT_CORE="CORE",
-                                 RLIM_INFINITY=-1, getrlimit=lambda kind: (-1, -1), setrlimit=setrlimit)
+    fake = types.SimpleNamespace(
+        RLIMIT_AS="AS",
+        RLIMIT_CPU="CPU",
+        RLIMIT_FSIZE="FSIZE",
+        RLIMIT_CORE="CORE",
+        RLIM_INFINITY=-1,
+        getrlimit=lambda kind: (-1, -1),
+        setrlimit=setrlimit,
+    )
     monkeypatch.setitem(sys.modules, "resource", fake)
     from globattn_lite.grading import worker
 
@@ -538,8 +614,18 @@ def test_bad_limits_and_jobs_name_the_argument(tmp_path):
         grade.grade([tmp_path], limits={"call_timeout": 1})
 
 
-@pytest.mark.parametrize("result, expected", [(None, None), (True, None), ([], None), ("", None), (False, "failed"),
-                                              (["a", "b"], "a; b"), ("wrong at n = 3", "wrong at n = 3")])
+@pytest.mark.parametrize(
+    "result, expected",
+    [
+        (None, None),
+        (True, None),
+        ([], None),
+        ("", None),
+        (False, "failed"),
+        (["a", "b"], "a; b"),
+        ("wrong at n = 3", "wrong at n = 3"),
+    ],
+)
 def test_instructor_check_results(result, expected):
     verdict = grade.run_instructor_check(lambda candidate: result, None)
     assert verdict.failure == expected and not verdict.broken
@@ -552,8 +638,11 @@ def test_an_instructor_check_that_breaks_is_a_grader_error_not_a_failure():
     def asserts(candidate):
         assert candidate == 1, "wanted 1"
 
-    for fn, broken, words in ((raises, True, "KeyError"), (lambda c: 0, True, "expected a list"),
-                              (asserts, False, "AssertionError: wanted 1")):
+    for fn, broken, words in (
+        (raises, True, "KeyError"),
+        (lambda c: 0, True, "expected a list"),
+        (asserts, False, "AssertionError: wanted 1"),
+    ):
         verdict = grade.run_instructor_check(fn, 2)
         assert verdict.broken is broken and words in verdict.failure
 
@@ -564,7 +653,7 @@ def test_an_instructor_check_that_breaks_is_a_grader_error_not_a_failure():
 
 PACKAGE = ROOT / "globattn_lite"
 
-USES_THE_REFERENCE = f'''
+USES_THE_REFERENCE = f"""
 from globattn_lite.checks.ex4_softmax import _ref_evict as evict   # the checks' reference
 
 # %%
@@ -583,9 +672,9 @@ softmax_with_sink = tools.softmax_with_sink                # the real package's 
 # %%
 from globattn_lite import softmax_tools                    # the lessons' helpers
 entropy = softmax_tools.entropy
-'''
+"""
 
-READS_THE_SOLUTIONS = '''
+READS_THE_SOLUTIONS = """
 import json, pathlib
 import globattn_lite
 root = pathlib.Path(globattn_lite.__file__).resolve().parents[1]
@@ -593,9 +682,9 @@ notebook = json.loads((root / "solutions" / "ex1_dense.ipynb").read_text())
 for cell in notebook["cells"]:
     if cell["cell_type"] == "code":
         exec("".join(cell["source"]))
-'''
+"""
 
-FAILS_HALFWAY = '''
+FAILS_HALFWAY = """
 import numpy as np
 
 def entropy(weights):
@@ -616,9 +705,9 @@ def softmax_with_sink(scores, sink_logit):
     return np.exp(scores) / (np.exp(sink_logit - m) + np.exp(scores).sum())
 
 hog = bytearray(10**12)                                    # a MemoryError on the last line
-'''
+"""
 
-COMPARES_WITH_IS = '''
+COMPARES_WITH_IS = """
 def kv_entries(policy, t, window=None, sinks=0):
     if policy is "dense":
         return t
@@ -628,16 +717,17 @@ def kv_entries(policy, t, window=None, sinks=0):
 
 global_tokens_reason = "cost cost cost cost"
 legal_contracts_choice = "B"
-'''
+"""
 
-BROKEN_INSTRUCTOR_CHECK = '''
+BROKEN_INSTRUCTOR_CHECK = """
 def check_count_kv_pairs(count_kv_pairs):
     return {}["a key the instructor forgot"]
-'''
+"""
 
 ROSTER = "student,name,id,sis_id,login,email,section\n" + "".join(
     f"{s},{s.title()} Example,{i},S{i},{s}@uni,{s}@uni.edu,A\n"
-    for i, s in enumerate(["amy", "half", "ref", "sol", "str", "nobody"], 100))
+    for i, s in enumerate(["amy", "half", "ref", "sol", "str", "nobody"], 100)
+)
 
 
 @pytest.fixture(scope="module")
@@ -658,23 +748,54 @@ def class_folder(tmp_path_factory):
         (subs / name).write_text(text, encoding="utf-8")
     older = (subs / "amy/ex2_sparse.ipynb").stat().st_mtime - 3600
     import os
+
     os.utime(subs / "amy/ex2_sparse.ipynb", (older, older))
     (base / "roster.csv").write_text(ROSTER, encoding="utf-8")
     (base / "points.json").write_text('{"entropy": 3, "evict": 2}', encoding="utf-8")
     (base / "private").mkdir()
     (base / "private" / "checks.py").write_text(BROKEN_INSTRUCTOR_CHECK, encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "globattn_lite.grade", "class", "--out", "detail.csv",
-                           "--summary", "summary.csv", "--roster", "roster.csv", "--points", "points.json",
-                           "--lms", "canvas", "--lms-out", "canvas.csv", "--tests", "private", "--jobs", "2", *FAST],
-                          cwd=base, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "globattn_lite.grade",
+            "class",
+            "--out",
+            "detail.csv",
+            "--summary",
+            "summary.csv",
+            "--roster",
+            "roster.csv",
+            "--points",
+            "points.json",
+            "--lms",
+            "canvas",
+            "--lms-out",
+            "canvas.csv",
+            "--tests",
+            "private",
+            "--jobs",
+            "2",
+            *FAST,
+        ],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     with open(base / "detail.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     with open(base / "summary.csv", newline="", encoding="utf-8") as f:
         summary = {row["student"]: row for row in csv.DictReader(f)}
     with open(base / "canvas.csv", newline="", encoding="utf-8") as f:
         canvas = list(csv.reader(f))
-    return {"proc": proc, "base": base, "summary": summary, "canvas": canvas,
-            "rows": {row["submission"] or f"missing:{row['student']}": row for row in rows}}
+    return {
+        "proc": proc,
+        "base": base,
+        "summary": summary,
+        "canvas": canvas,
+        "rows": {row["submission"] or f"missing:{row['student']}": row for row in rows},
+    }
 
 
 def _class_row(folder, name):
@@ -776,9 +897,12 @@ def test_outputs_are_checked_before_grading_starts(tmp_path):
     (tmp_path / "ex1_dense.py").write_text("x = 1\n", encoding="utf-8")
     (tmp_path / "a_folder").mkdir()
     run = [sys.executable, "-m", "globattn_lite.grade", "ex1_dense.py"]
-    for extra, words in ((["--out", "a_folder"], "is a folder"), (["--out", "no/such/s.csv"], "does not exist"),
-                         (["--out", "s.csv", "--summary", "a_folder"], "--summary a_folder: is a folder"),
-                         (["--out", "s.csv", "--lms", "canvas"], "go together")):
+    for extra, words in (
+        (["--out", "a_folder"], "is a folder"),
+        (["--out", "no/such/s.csv"], "does not exist"),
+        (["--out", "s.csv", "--summary", "a_folder"], "--summary a_folder: is a folder"),
+        (["--out", "s.csv", "--lms", "canvas"], "go together"),
+    ):
         proc = subprocess.run(run + extra, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert "graded" not in proc.stderr and not (tmp_path / "s.csv").exists()
@@ -787,12 +911,25 @@ def test_outputs_are_checked_before_grading_starts(tmp_path):
 def test_gradescope_results_follow_the_documented_fields():
     from globattn_lite.grading import tables
 
-    rows = [{"student": "", "submission": "ex5_costs.ipynb", "exercise_set": "ex5_costs", "status": "graded",
-             "kv_cache_bytes": 1.0, "kv_entries": 0.5, "reasons": "kv_entries: wrong", "needs_review": ""}]
-    results = tables.gradescope_results(rows, ["kv_cache_bytes", "kv_entries", "global_tokens_reason"],
-                                        {"kv_cache_bytes": 2.0, "kv_entries": 2.0}, 3.0)
+    rows = [
+        {
+            "student": "",
+            "submission": "ex5_costs.ipynb",
+            "exercise_set": "ex5_costs",
+            "status": "graded",
+            "kv_cache_bytes": 1.0,
+            "kv_entries": 0.5,
+            "reasons": "kv_entries: wrong",
+            "needs_review": "",
+        }
+    ]
+    results = tables.gradescope_results(
+        rows, ["kv_cache_bytes", "kv_entries", "global_tokens_reason"], {"kv_cache_bytes": 2.0, "kv_entries": 2.0}, 3.0
+    )
     assert tables.validate_gradescope(results) == []
     assert results["score"] == 3.0 and [t["max_score"] for t in results["tests"]] == [2.0, 2.0, 0.0]
     assert results["tests"][1]["output"] == "wrong" and results["tests"][1]["status"] == "failed"
     assert tables.validate_gradescope({"tests": [{"score": 2, "max_score": 1, "oops": 1}]}) == [
-        "test 0: unknown field 'oops'", "test 0: score above max_score"]
+        "test 0: unknown field 'oops'",
+        "test 0: score above max_score",
+    ]

@@ -119,8 +119,9 @@ def test_header_survives_exercise_tools_build(course_copy):
 def badge_targets(markdown, settings):
     """Repository paths that the Colab and Binder links of a header open."""
     owner = re.escape(settings.owner_and_name)
-    colab = re.findall(rf"https://colab\.research\.google\.com/github/{owner}/blob/{settings.branch}/([^)\s]+)",
-                       markdown)
+    colab = re.findall(
+        rf"https://colab\.research\.google\.com/github/{owner}/blob/{settings.branch}/([^)\s]+)", markdown
+    )
     binder = re.findall(rf"https://mybinder\.org/v2/gh/{owner}/{settings.branch}\?urlpath=lab/tree/([^)\s]+)", markdown)
     return colab, [urllib.parse.unquote(p) for p in binder]
 

@@ -57,8 +57,12 @@ def start_lab(tmp_path: Path, *args: str):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", RUN_LAB.format(root=str(ROOT)), "--ServerApp.ip=127.0.0.1", *args],
-            cwd=ROOT, env=lab_environment(tmp_path), stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=lab_environment(tmp_path),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -92,11 +92,17 @@ def _assert_same_outputs(committed, executed, name):
 
 def test_lesson_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
-    for expected in ("00_start_here.ipynb", "01_dense_attention.ipynb",
-                     "02_sparse_attention.ipynb", "03_sliding_window.ipynb",
-                     "04_global_tokens.ipynb", "05_softmax_smoothing_and_sinks.ipynb",
-                     "06_global_memory_tradeoffs.ipynb", "07_kv_cache_and_cost.ipynb",
-                     "08_design_studio.ipynb"):
+    for expected in (
+        "00_start_here.ipynb",
+        "01_dense_attention.ipynb",
+        "02_sparse_attention.ipynb",
+        "03_sliding_window.ipynb",
+        "04_global_tokens.ipynb",
+        "05_softmax_smoothing_and_sinks.ipynb",
+        "06_global_memory_tradeoffs.ipynb",
+        "07_kv_cache_and_cost.ipynb",
+        "08_design_studio.ipynb",
+    ):
         assert expected in names
 
 
@@ -110,7 +116,8 @@ def test_committed_notebook_is_clean(path):
     assert counts, f"{path.name} has no code cells"
     assert counts == list(range(1, len(counts) + 1)), (
         f"{path.name} is not committed executed top to bottom in a fresh kernel "
-        f"(execution counts {counts}); run tools/execute_notebooks.py {path.relative_to(ROOT)}")
+        f"(execution counts {counts}); run tools/execute_notebooks.py {path.relative_to(ROOT)}"
+    )
     for index, output in _outputs(nb):
         assert output.output_type != "error", f"{path.name}: cell {index} is committed with an error"
 

@@ -42,8 +42,7 @@ def query_keys(title):
 
 
 def test_plot_module_never_imports_pyplot():
-    code = ("import sys, globattn_lite.plot; "
-            "print('matplotlib.pyplot' in sys.modules)")
+    code = "import sys, globattn_lite.plot; print('matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -51,8 +50,11 @@ def test_plot_module_never_imports_pyplot():
 # --------------------------------------------------------------------------- plot_mask
 
 
-@pytest.mark.parametrize("pattern", [QUIZ, P.full(), P.band(2) | P.global_tokens(2), P.dilated(2, 3)],
-                         ids=["quiz", "full", "band_global", "dilated"])
+@pytest.mark.parametrize(
+    "pattern",
+    [QUIZ, P.full(), P.band(2) | P.global_tokens(2), P.dilated(2, 3)],
+    ids=["quiz", "full", "band_global", "dilated"],
+)
 @pytest.mark.parametrize("n", [2, 16, 64])
 def test_plot_mask_title_and_image_match_the_pattern(pattern, n):
     for query in (None, 0, n - 1):
@@ -153,14 +155,14 @@ def test_given_axes_inside_a_subfigure_return_the_root_figure():
 @pytest.mark.parametrize(
     "args, error, words",
     [
-        ((QUIZ,), ValueError, 'n \\(the sequence length'),  # Pattern without n
-        ((QUIZ, 0), ValueError, 'n must be >= 1'),
-        ((QUIZ, 8.0), TypeError, 'n must be a whole number'),
+        ((QUIZ,), ValueError, "n \\(the sequence length"),  # Pattern without n
+        ((QUIZ, 0), ValueError, "n must be >= 1"),
+        ((QUIZ, 8.0), TypeError, "n must be a whole number"),
         ((np.ones((3, 3), dtype=bool), 4), ValueError, r"pattern_or_mask must have shape \(N, N\) = \(4, 4\)"),
-        ((np.ones((3, 3)), None), TypeError, 'pattern_or_mask must be a boolean array'),  # not boolean
-        ((np.ones((3, 4), dtype=bool), None), ValueError, 'pattern_or_mask must be square'),  # not square
-        (("causal", 8), TypeError, 'pattern_or_mask must be a Pattern'),
-        ((P.global_tokens(9), 8), ValueError, 'global_tokens\\(9\\) needs n >= 9'),  # more global tokens than positions
+        ((np.ones((3, 3)), None), TypeError, "pattern_or_mask must be a boolean array"),  # not boolean
+        ((np.ones((3, 4), dtype=bool), None), ValueError, "pattern_or_mask must be square"),  # not square
+        (("causal", 8), TypeError, "pattern_or_mask must be a Pattern"),
+        ((P.global_tokens(9), 8), ValueError, "global_tokens\\(9\\) needs n >= 9"),  # more global tokens than positions
     ],
 )
 def test_plot_mask_rejects_bad_input(args, error, words):
@@ -218,12 +220,12 @@ def test_plot_attention_rectangular_zeros_and_many_tokens():
 @pytest.mark.parametrize(
     "weights, tokens, error, words",
     [
-        (np.ones(4), None, ValueError, 'weights must be 2-D'),
-        (-np.eye(2), None, ValueError, 'weights must be non-negative'),
-        (np.array([[np.nan, 0.0], [0.0, 1.0]]), None, ValueError, 'weights must be finite'),
-        (np.eye(3), ["a", "b"], ValueError, 'tokens must have one label per key'),
-        (np.eye(3), "abc", TypeError, 'tokens must be a sequence'),
-        (np.array([["a"]]), None, TypeError, 'weights must be an array of real numbers'),
+        (np.ones(4), None, ValueError, "weights must be 2-D"),
+        (-np.eye(2), None, ValueError, "weights must be non-negative"),
+        (np.array([[np.nan, 0.0], [0.0, 1.0]]), None, ValueError, "weights must be finite"),
+        (np.eye(3), ["a", "b"], ValueError, "tokens must have one label per key"),
+        (np.eye(3), "abc", TypeError, "tokens must be a sequence"),
+        (np.array([["a"]]), None, TypeError, "weights must be an array of real numbers"),
     ],
 )
 def test_plot_attention_rejects_bad_input(weights, tokens, error, words):
@@ -306,13 +308,13 @@ def test_plot_softmax_keep_all_and_single_key():
 @pytest.mark.parametrize(
     "kwargs, error, words",
     [
-        (dict(scores=np.ones((2, 2))), ValueError, 'scores must be 1-D'),
-        (dict(scores=[]), ValueError, 'scores must be 1-D'),
-        (dict(scores=[1.0, np.inf]), ValueError, 'scores must be finite'),
-        (dict(scores=[1.0, 2.0], keep=[False, False]), ValueError, 'keep must keep at least one key'),
-        (dict(scores=[1.0, 2.0], keep=[1, 0]), TypeError, 'keep must be a boolean array'),
-        (dict(scores=[1.0, 2.0], keep=[True]), ValueError, 'keep must have the same shape'),
-        (dict(scores=[1.0, 2.0], sink_logit=np.nan), ValueError, 'sink_logit must be finite'),
+        (dict(scores=np.ones((2, 2))), ValueError, "scores must be 1-D"),
+        (dict(scores=[]), ValueError, "scores must be 1-D"),
+        (dict(scores=[1.0, np.inf]), ValueError, "scores must be finite"),
+        (dict(scores=[1.0, 2.0], keep=[False, False]), ValueError, "keep must keep at least one key"),
+        (dict(scores=[1.0, 2.0], keep=[1, 0]), TypeError, "keep must be a boolean array"),
+        (dict(scores=[1.0, 2.0], keep=[True]), ValueError, "keep must have the same shape"),
+        (dict(scores=[1.0, 2.0], sink_logit=np.nan), ValueError, "sink_logit must be finite"),
     ],
 )
 def test_plot_softmax_rejects_bad_input(kwargs, error, words):
@@ -397,8 +399,9 @@ def test_plot_kv_budget_llama_dense():
 
 def test_plot_kv_budget_mistral_policies_batch_and_dtype():
     per_token = 2 * 32 * 8 * 128 * 4  # fp32
-    ax = plot.plot_kv_budget("Mistral-7B", 32768, window=8192, sinks=4, batch=2, bytes_per_element=4,
-                             budget_bytes=10 * GIB).axes[0]
+    ax = plot.plot_kv_budget(
+        "Mistral-7B", 32768, window=8192, sinks=4, batch=2, bytes_per_element=4, budget_bytes=10 * GIB
+    ).axes[0]
     lines = lines_by_label(ax)
     assert set(lines) == {"dense (every token)", "window (last 8,192)", "sinks (4 + last 8,192)", "budget 10.0 GiB"}
     _, dense = lines["dense (every token)"].get_data()
@@ -426,8 +429,9 @@ def test_plot_kv_budget_gemma_native_and_one_token():
 
 def test_plot_kv_budget_stacks_precision_and_trained_context():
     stack = tuple(None if (i + 1) % 6 == 0 else 1024 for i in range(32))
-    fig = plot.plot_kv_budget("Mistral-7B", 32768, policies=("native",), bytes_per_element=0.5,
-                              stacks={"5:1": stack}, budget_bytes=4 * GIB)
+    fig = plot.plot_kv_budget(
+        "Mistral-7B", 32768, policies=("native",), bytes_per_element=0.5, stacks={"5:1": stack}, budget_bytes=4 * GIB
+    )
     ax = fig.axes[0]
     lines = lines_by_label(ax)
     _, y = lines["stack 5:1 (needs retraining): 27 x window 1,024 + 5 x full"].get_data()
@@ -458,13 +462,13 @@ def test_plot_kv_budget_stacks_precision_and_trained_context():
         (dict(stacks={"x": [None] * 3}), ValueError, "a stack for Mistral-7B needs 32 layers, got 3"),
         (dict(bytes_per_element=0), ValueError, "bytes_per_element must be >= 1, got 0"),
         (dict(preset="GPT-9"), ValueError, r"preset must be one of \[.*\], got 'GPT-9'"),
-        (dict(preset=7), TypeError, 'preset must be a ModelPreset'),
-        (dict(max_tokens=0), ValueError, 'max_tokens must be >= 1'),
+        (dict(preset=7), TypeError, "preset must be a ModelPreset"),
+        (dict(max_tokens=0), ValueError, "max_tokens must be >= 1"),
         (dict(policies=("dense", "lru")), ValueError, r"policies must be one of \[.*\], got 'lru'"),
-        (dict(policies=()), ValueError, 'policies must be a non-empty sequence'),
-        (dict(batch=0), ValueError, 'batch must be >= 1'),
-        (dict(budget_bytes=-1.0), ValueError, 'budget_bytes must be > 0'),
-        (dict(window=0), ValueError, 'window must be >= 1'),
+        (dict(policies=()), ValueError, "policies must be a non-empty sequence"),
+        (dict(batch=0), ValueError, "batch must be >= 1"),
+        (dict(budget_bytes=-1.0), ValueError, "budget_bytes must be > 0"),
+        (dict(window=0), ValueError, "window must be >= 1"),
     ],
 )
 def test_plot_kv_budget_rejects_bad_input(kwargs, error, words):
@@ -512,13 +516,13 @@ def test_plot_scaling_without_memory_and_with_axes():
 @pytest.mark.parametrize(
     "table, error, words",
     [
-        ([], ValueError, 'table must have at least one row'),
+        ([], ValueError, "table must have at least one row"),
         ({"n": [1], "method": ["a"]}, ValueError, r"table must have the columns .*; missing \['seconds'\]"),
         ({"n": [1, 2], "method": ["a"], "seconds": [1.0]}, ValueError, "table's columns must all have the same length"),
         ([{"n": 4, "method": "a", "seconds": 0.0}], ValueError, "table\\[0\\]\\['seconds'\\] must be > 0"),
         ([{"n": 4, "method": 3, "seconds": 1.0}], TypeError, "table\\[0\\]\\['method'\\] must be a string"),
-        ([(4, "a", 1.0)], TypeError, 'table\\[0\\] must be a dict'),
-        ("table", TypeError, 'table must be a list of dicts'),
+        ([(4, "a", 1.0)], TypeError, "table\\[0\\] must be a dict"),
+        ("table", TypeError, "table must be a list of dicts"),
     ],
 )
 def test_plot_scaling_rejects_bad_tables(table, error, words):
@@ -546,8 +550,9 @@ def band_global_weights(n=12, seed=0):
 
 def test_plot_model_attention_shades_masked_pairs_apart_from_small_weights():
     w, mask = band_global_weights()
-    fig = plot.plot_model_attention(w, mask, query=11, n_global=1, numbers={"weight on key 0": "0.123"},
-                                    title="toy model")
+    fig = plot.plot_model_attention(
+        w, mask, query=11, n_global=1, numbers={"weight on key 0": "0.123"}, title="toy model"
+    )
     heat = fig.axes[0]
     rgba = np.asarray(heat.images[0].get_array())
     viridis = colormaps["viridis"](PowerNorm(0.5, vmin=0, vmax=w.max())(w))
@@ -557,8 +562,7 @@ def test_plot_model_attention_shades_masked_pairs_apart_from_small_weights():
     outlines = [p for p in heat.patches if p.get_edgecolor()[:3] == to_rgba(plot.HIGHLIGHT)[:3]]
     assert len(outlines) == 1 and outlines[0].get_y() == pytest.approx(10.5)  # the query row
     assert len(heat.patches) == 3  # + the global token's row and column
-    assert heat.get_title().startswith("toy model\n12 positions (1 prepended), "
-                                       f"{int(mask.sum()):,} allowed pairs")
+    assert heat.get_title().startswith(f"toy model\n12 positions (1 prepended), {int(mask.sum()):,} allowed pairs")
     assert len(fig.axes) == 2 and "weight on key 0: 0.123" in fig.texts[0].get_text()  # heatmap, colour bar
 
 
@@ -623,8 +627,21 @@ def cache_step_args(C=8, steps=20):
 
 def test_plot_cache_step_slots_and_curves():
     tokens, positions, weights, step, first, ppl, ref = cache_step_args()
-    fig = plot.plot_cache_step(tokens, positions, weights, step, first, ppl, ref, sinks=1, current_slot=6,
-                               evicted_at=7, policy="window", reference="recompute", title="step 5")
+    fig = plot.plot_cache_step(
+        tokens,
+        positions,
+        weights,
+        step,
+        first,
+        ppl,
+        ref,
+        sinks=1,
+        current_slot=6,
+        evicted_at=7,
+        policy="window",
+        reference="recompute",
+        title="step 5",
+    )
     slots, _, ax_w, ax_p = fig.axes
     grid = np.asarray(slots.images[0].get_array())
     assert grid.shape == (1, 16)
@@ -644,15 +661,17 @@ def test_plot_cache_step_slots_and_curves():
 def test_cache_step_drawing_update_draws_what_a_fresh_figure_draws():
     tokens, positions, weights, step, first, ppl, ref = cache_step_args()
     fixed = dict(sinks=1, evicted_at=7, trained_at=3, policy="window", reference="recompute")
-    drawing = plot.CacheStepDrawing(tokens, positions, weights, step, first, ppl, ref, current_slot=6,
-                                    title="step 5", **fixed)
+    drawing = plot.CacheStepDrawing(
+        tokens, positions, weights, step, first, ppl, ref, current_slot=6, title="step 5", **fixed
+    )
     np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(drawing.figure)))
     tokens = [str(10 + i) for i in range(8)]  # every slot filled, another newest slot, weights and curve
     positions, weights, first = np.arange(8), np.linspace(0.02, 0.4, 8), np.linspace(0.9, 0.2, 20)
     for step in (12, 7, 19):  # the last two on the eviction mark and the last step
         drawing.update(tokens, positions, weights, step, first, current_slot=2, title=f"step {step}")
-        fresh = plot.plot_cache_step(tokens, positions, weights, step, first, ppl, ref, current_slot=2,
-                                     title=f"step {step}", **fixed)
+        fresh = plot.plot_cache_step(
+            tokens, positions, weights, step, first, ppl, ref, current_slot=2, title=f"step {step}", **fixed
+        )
         np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh)))
     assert drawing.figure.axes[0].get_title() == "step 19" and len(drawing.figure.axes[0].texts) == 8
     with pytest.raises(ValueError, match="layout"):

@@ -168,7 +168,7 @@ def test_lowest_bounds_leg_pins_each_declared_lower_bound():
 def test_release_files_agree_with_the_version_and_the_licence():
     from globattn_lite import __version__
 
-    assert "dynamic = [\"version\"]" in (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
     citation = (ROOT / "CITATION.cff").read_text()
@@ -195,8 +195,13 @@ def test_jupyterlab_override_is_installed():
     assert settings["@jupyterlab/apputils-extension:kernels-settings"]["commsOverSubshells"] == "disabled"
 
 
-CORE_MODULES = ["globattn_lite", "globattn_lite.patterns", "globattn_lite.attention", "globattn_lite.softmax_tools",
-                "globattn_lite.costs"]
+CORE_MODULES = [
+    "globattn_lite",
+    "globattn_lite.patterns",
+    "globattn_lite.attention",
+    "globattn_lite.softmax_tools",
+    "globattn_lite.costs",
+]
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)
@@ -205,8 +210,9 @@ def test_core_module_imports_without_torch_or_display(module):
     matplotlib or ipywidgets (the one test of this; torch is imported only inside the functions that need it)."""
     import subprocess
 
-    code = (f"import sys, {module}\n"
-            "print(' '.join(m for m in ('torch', 'matplotlib', 'ipywidgets') if m in sys.modules))")
+    code = (
+        f"import sys, {module}\nprint(' '.join(m for m in ('torch', 'matplotlib', 'ipywidgets') if m in sys.modules))"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [], f"importing {module} loaded {run.stdout.strip()}"

@@ -23,8 +23,6 @@ LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises").glob("*.ipynb"))
 
 
-
-
 def _load(name, path):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -107,8 +105,9 @@ def _images(text):
 
 def _pages(site):
     """Every page of the site (not the theme's template fragments under _static/)."""
-    return sorted(rel for rel in (p.relative_to(site).as_posix() for p in site.rglob("*.html"))
-                  if not rel.startswith("_"))
+    return sorted(
+        rel for rel in (p.relative_to(site).as_posix() for p in site.rglob("*.html")) if not rel.startswith("_")
+    )
 
 
 PAGE_CHECK = r"""
@@ -144,8 +143,10 @@ def test_every_page_in_the_browser(site, server, tmp_path):
         context = lab.launch_chromium(pw, tmp_path / "profile")
         try:
             external = []
-            context.route(re.compile(r"^(?!http://127\.0\.0\.1:).*"),
-                          lambda route: (external.append(route.request.url), route.abort()))
+            context.route(
+                re.compile(r"^(?!http://127\.0\.0\.1:).*"),
+                lambda route: (external.append(route.request.url), route.abort()),
+            )
             page = context.new_page()
             errors = []
             page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
@@ -202,12 +203,18 @@ def test_links_to_files_outside_the_site_point_to_the_repository(tmp_path):
     page = staging / "notebooks" / "01_dense_attention.ipynb"
     page.write_text("{}")
     (staging / "exercises" / "ex1_dense.ipynb").write_text("{}")
-    assert build_site.repository_link("../exercises/ex1_dense.ipynb", page, staging, settings) == \
-        "../exercises/ex1_dense.ipynb"
-    assert build_site.repository_link("../solutions/ex1_dense.ipynb#top", page, staging, settings) == \
-        f"{settings.repository}/blob/{settings.branch}/solutions/ex1_dense.ipynb#top"
-    assert build_site.repository_link("../globattn_lite", page, staging, settings) == \
-        f"{settings.repository}/tree/{settings.branch}/globattn_lite"
+    assert (
+        build_site.repository_link("../exercises/ex1_dense.ipynb", page, staging, settings)
+        == "../exercises/ex1_dense.ipynb"
+    )
+    assert (
+        build_site.repository_link("../solutions/ex1_dense.ipynb#top", page, staging, settings)
+        == f"{settings.repository}/blob/{settings.branch}/solutions/ex1_dense.ipynb#top"
+    )
+    assert (
+        build_site.repository_link("../globattn_lite", page, staging, settings)
+        == f"{settings.repository}/tree/{settings.branch}/globattn_lite"
+    )
     with pytest.raises(SystemExit, match=r"link to '\.\./nowhere\.md', which is not in the repository"):
         build_site.repository_link("../nowhere.md", page, staging, settings)
 

@@ -250,8 +250,9 @@ def test_the_staying_weights_move_exactly_one_minus_s_times_one_minus_s_next_as_
     # = (1 - s)(1 - s') e^(s_j) |1/Z' - 1/Z|: the sink's smoothing of the weights is its gate, twice
     s, W, b = np.random.default_rng(8).normal(size=200) * 2, 12, 2.0
     share = sink_weight(np.lib.stride_tricks.sliding_window_view(s, W), b)
-    np.testing.assert_allclose(slide_weight_change(s, W, b),
-                               (1 - share[:-1]) * (1 - share[1:]) * slide_weight_change(s, W), rtol=1e-9)
+    np.testing.assert_allclose(
+        slide_weight_change(s, W, b), (1 - share[:-1]) * (1 - share[1:]) * slide_weight_change(s, W), rtol=1e-9
+    )
 
 
 def test_a_stronger_sink_moves_the_staying_weights_less():

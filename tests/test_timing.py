@@ -12,6 +12,7 @@ def test_counts_calls_and_returns_one_median_per_name():
     def make(name):
         def f():
             counter[name] += 1
+
         return f
 
     times = median_times({"a": make("a"), "b": make("b")}, repeats=3, target_seconds=0.001)

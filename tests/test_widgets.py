@@ -76,8 +76,9 @@ def test_widgets_module_never_imports_pyplot():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("factory", [W.mask_explorer, W.softmax_explorer, W.receptive_field_explorer,
-                                     W.kv_budget_explorer])
+@pytest.mark.parametrize(
+    "factory", [W.mask_explorer, W.softmax_explorer, W.receptive_field_explorer, W.kv_budget_explorer]
+)
 def test_explorer_builds_and_has_a_static_fallback(factory):
     ex = factory()
     assert isinstance(ex, W.Explorer) and ex.error is None and ex.errors == []
@@ -233,8 +234,10 @@ def test_softmax_explorer_each_control():
     share = np.exp(2.5) / (np.exp(2.5) + np.exp(s).sum())
     assert f"sink takes {share:.3f} of the mass" in title(ex)
     legend = [t.get_text() for t in ex.figure.axes[0].get_legend().get_texts()]
-    assert any(t.startswith("with sink (logit 2.5)") and "H incl. sink" in t and f"1 - s = {1 - share:.3f}" in t
-               for t in legend)
+    assert any(
+        t.startswith("with sink (logit 2.5)") and "H incl. sink" in t and f"1 - s = {1 - share:.3f}" in t
+        for t in legend
+    )
 
     move(ex, "keys", 20)
     assert len(heights(ex)[0]) == 20 and ex.controls["evict"].max == 20
@@ -339,8 +342,9 @@ def test_kv_budget_explorer_each_control():
 
 def test_kv_budget_explorer_shows_a_stack_and_marks_retraining():
     gemma3_like = tuple(None if (i + 1) % 6 == 0 else 1024 for i in range(32))
-    ex = W.kv_budget_explorer(preset="Mistral-7B-v0.2", tokens=32768, policy="native",
-                              stack=("5:1 local 1024", gemma3_like))
+    ex = W.kv_budget_explorer(
+        preset="Mistral-7B-v0.2", tokens=32768, policy="native", stack=("5:1 local 1024", gemma3_like)
+    )
     labels = [line.get_label() for line in ex.figure.axes[0].get_lines()]
     assert "stack 5:1 local 1024: 27 x window 1,024 + 5 x full" in labels
     expected = costs.PRESETS["Mistral-7B-v0.2"].stack_kv_bytes(gemma3_like, 32768) / GIB
@@ -365,8 +369,10 @@ def test_concurrent_changes_from_two_threads_leave_a_consistent_figure():
         for value in values:
             ex.controls[name].value = value
 
-    threads = [threading.Thread(target=change, args=("n", [40, 48, 56, 64])),
-               threading.Thread(target=change, args=("window", [2, 3, 5, 7]))]
+    threads = [
+        threading.Thread(target=change, args=("n", [40, 48, 56, 64])),
+        threading.Thread(target=change, args=("window", [2, 3, 5, 7])),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -377,8 +383,6 @@ def test_concurrent_changes_from_two_threads_leave_a_consistent_figure():
 
 
 # --------------------------------------------------------------------------- trained models
-
-
 
 
 @pytest.fixture(scope="module")
@@ -573,8 +577,10 @@ def test_cache_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
         v = ex.values
         slots, _, ax_w, ax_p = ex.figure.axes
         assert f"step {v['step']} feeds token" in slots.get_title()
-        assert f"layer {v['layer']}, " + ("mean over heads" if v["head"] == "mean" else f"head {v['head']}") \
+        assert (
+            f"layer {v['layer']}, " + ("mean over heads" if v["head"] == "mean" else f"head {v['head']}")
             in slots.get_title()
+        )
         assert ax_p.get_title().startswith(f"running perplexity after step {v['step']}: ")
         assert list(ax_w.lines[1].get_xdata()) == [v["step"]]  # the marker on the weight curve
         assert list(ax_w.lines[2].get_xdata()) == list(ax_p.lines[2].get_xdata()) == [v["step"]] * 2  # step lines
@@ -619,7 +625,8 @@ def test_explorers_take_any_checkpoint_of_the_experiments(quick_checkpoints, tmp
     ex = W.attention_explorer(checkpoint_dir=quick_checkpoints)
     keys = [value for _, value in ex.controls["model"].options]
     assert {k[1] for k in keys} == set(E.load_models("long_range", quick_checkpoints)) | set(
-        E.load_models("streaming", quick_checkpoints))
+        E.load_models("streaming", quick_checkpoints)
+    )
     for key in keys:
         if key != ex.controls["model"].value:
             set_control(ex, "model", key)
