@@ -796,16 +796,16 @@ import json, sys
 sys.path.insert(0, ".")
 if sys.argv[1] == "with-local-module":
     import many_constants  # a local module full of integer constants
-from globattn_lite.checks import ex2_sparse, ex5_costs
+from globattn_lite.checks import ex2_sparse, ex5_costs, run_check
 seen = []
 def spy(n, window):
     seen.append([n, window])
-    return checks.ex2_sparse._ref_sliding_window_mask(n, window)
-checks.run_check("sliding_window_mask", spy, allow_course_code=True)
+    return ex2_sparse._ref_sliding_window_mask(n, window)
+run_check("sliding_window_mask", spy, allow_course_code=True)
 def spy_entries(policy, t, window=None, sinks=0):
     seen.append([policy, t, window, sinks])
-    return checks.ex5_costs._ref_kv_entries(policy, t, window, sinks)
-checks.run_check("kv_entries", spy_entries, allow_course_code=True)
+    return ex5_costs._ref_kv_entries(policy, t, window, sinks)
+run_check("kv_entries", spy_entries, allow_course_code=True)
 print(json.dumps(seen))
 """
 
