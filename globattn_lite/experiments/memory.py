@@ -55,7 +55,7 @@ MEMORY = {
         "partitions (global j reads segment j only) gave a 3-6 point g effect at 4 keys x 4 values that "
         "vanished in an 8,000-step rerun",
         "speed: one step (d_model 64, n=64, batch 64) took 41 ms with 2 torch threads and 57 ms with 1 (load ~3)",
-        "the shipped run (4,400 steps, ~2.5 min with 1 thread at load ~1) is flat in g again, but above the "
+        "the shipped run (4,400 steps; memory.json records its time and load) is flat in g again, but above the "
         "one-fact curve 1/k + (1 - 1/k)/n_values: the memory keeps about two facts",
     ],
 }
