@@ -153,13 +153,17 @@ def test_lowest_bounds_leg_pins_each_declared_lower_bound():
     course = _course()
     bounds = course.lower_bounds()
     lines = [ln for ln in course.lowest_constraints().splitlines() if ln and not ln.startswith("#")]
+
+    def pins(name):
+        return [ln for ln in lines if normalise(re.split(r"[=;<> ]", ln)[0]) == normalise(name)]
+
+    assert "torch" in bounds  # torch too is installed at its lower bound, not kept at its pin
     for name, version in bounds.items():
-        pinned = [ln for ln in lines if normalise(re.split(r"[=;<> ]", ln)[0]) == normalise(name)]
-        if name in course.LOWEST_KEEPS_PINNED:
-            assert pinned and all(ln.startswith(f"{name}==") and "==" + version not in ln for ln in pinned)
-        else:
-            assert pinned == [f"{normalise(name)}=={version}"], (name, pinned)
-    assert course.LOWEST_KEEPS_PINNED == {"torch"}
+        assert pins(name) == [f"{normalise(name)}=={version}"], (name, pins(name))
+    for name in course.LOWEST_UNPINNED:  # left to pip: a lower bound asks for another exact version
+        assert name not in bounds and pins(name) == [], name
+        pinned_in_course = (ROOT / "constraints.txt").read_text().splitlines()
+        assert any(normalise(re.split(r"[=;<> ]", ln)[0]) == normalise(name) for ln in pinned_in_course), name
     assert "test_setup.py" in course.ENVIRONMENT_TESTS
     for name in course.ENVIRONMENT_TESTS:
         assert (ROOT / "tests" / name).is_file(), f"course.ENVIRONMENT_TESTS names a missing {name}"
