@@ -1012,6 +1012,16 @@ class CacheStepDrawing:
         self.colorbar.ax.tick_params(labelsize=STYLE["tick_size"])
         ax.set_xticks([])
         ax.set_yticks([])
+        # the slots' labels (up to 64 slots) and outlines (the sinks, then the newest slot), made once and
+        # restyled by update, in slot order (making them anew took a tenth of a redraw)
+        self.labels = [
+            ax.text(i % per_row, i // per_row, "", ha="center", va="center", fontsize=STYLE["tick_size"] - 1.5)
+            for i in range(C if C <= 64 else 0)
+        ]
+        self.outlines = [
+            ax.add_patch(Rectangle((i % per_row - 0.48, i // per_row - 0.48), 0.96, 0.96, fill=False, linewidth=1.6))
+            for i in range(self.sinks + 1)
+        ]
         x = np.arange(steps)
         (self.first_line,) = ax_w.plot(x, curves[0], color=OKABE_ITO[3], linewidth=STYLE["line_width"] * 0.7)
         (self.marker,) = ax_w.plot([0], [curves[0][0]], "o", color=HIGHLIGHT)
@@ -1047,7 +1057,11 @@ class CacheStepDrawing:
         self._layers = _LayeredPNG(
             self.figure,
             [
-                ax,
+                self.image,  # the slot panel draws no ticks: its image, outlines, spines, labels and title
+                *self.outlines,
+                *ax.spines.values(),
+                *self.labels,
+                ax.title,
                 cax,
                 *tail(ax_w, [self.first_line, self.marker, self.step_lines[0]]),
                 *tail(ax_p, [self.step_lines[1]]),
@@ -1084,32 +1098,21 @@ class CacheStepDrawing:
         self.image.set_data(grid.reshape(-1, per_row))
         self.image.set_clim(0, vmax or 1.0)
         self.colorbar.set_ticks([0, np.floor(100 * vmax) / 100] if vmax >= 0.01 else [0])
-        for artist in [*ax.texts, *ax.patches]:
-            artist.remove()
-        for i in range(C):
-            r, c = divmod(i, per_row)
-            if C <= 64 and positions[i] >= 0:
-                dark = np.isfinite(weights[i]) and weights[i] > 0.6 * vmax
-                ax.text(
-                    c,
-                    r,
-                    f"{slot_tokens[i]}\np{positions[i]}",
-                    ha="center",
-                    va="center",
-                    fontsize=STYLE["tick_size"] - 1.5,
-                    color="black" if dark else "white",
-                )
-            if i < self.sinks or i == current_slot:
-                ax.add_patch(
-                    Rectangle(
-                        (c - 0.48, r - 0.48),
-                        0.96,
-                        0.96,
-                        fill=False,
-                        linewidth=1.6,
-                        edgecolor=HIGHLIGHT if i == current_slot else OKABE_ITO[0],
-                    )
-                )
+        for i, label in enumerate(self.labels):
+            shown = bool(positions[i] >= 0)
+            dark = shown and np.isfinite(weights[i]) and weights[i] > 0.6 * vmax
+            label.set_text(f"{slot_tokens[i]}\np{positions[i]}" if shown else "")
+            label.set_color("black" if dark else "white")
+            label.set_visible(shown)
+        # sink slots in orange, the newest slot in vermillion (a sink slot while the sinks fill)
+        for i, outline in enumerate(self.outlines[:-1]):
+            outline.set_edgecolor(HIGHLIGHT if i == current_slot else OKABE_ITO[0])
+        newest = self.outlines[-1]
+        newest.set_visible(current_slot is not None and self.sinks <= current_slot < C)
+        if newest.get_visible():
+            r, c = divmod(current_slot, per_row)
+            newest.set_xy((c - 0.48, r - 0.48))
+            newest.set_edgecolor(HIGHLIGHT)
         ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
         self.first_line.set_ydata(first)
         self.marker.set_data([step], [first[step]])
