@@ -647,8 +647,8 @@ def test_plot_cache_step_slots_and_curves():
     assert grid.shape == (1, 16)
     np.testing.assert_allclose(grid[0, :7], weights[:7])
     assert np.ma.getmaskarray(grid)[0, 7:].all() or np.isnan(grid[0, 7:]).all()  # empty and padding: grey
-    assert [t.get_text() for t in slots.texts] == [f"{i}\np{i}" for i in range(7)]
-    edge = {tuple(p.get_edgecolor()[:3]) for p in slots.patches}
+    assert [t.get_text() for t in slots.texts if t.get_visible()] == [f"{i}\np{i}" for i in range(7)]
+    edge = {tuple(p.get_edgecolor()[:3]) for p in slots.patches if p.get_visible()}
     assert edge == {to_rgba(plot.OKABE_ITO[0])[:3], to_rgba(plot.HIGHLIGHT)[:3]}  # sink, newest
     np.testing.assert_allclose(ax_p.lines[0].get_ydata(), ppl)
     np.testing.assert_allclose(ax_p.lines[1].get_ydata(), ref)
@@ -674,6 +674,17 @@ def test_cache_step_drawing_update_draws_what_a_fresh_figure_draws():
         )
         np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh)))
     assert drawing.figure.axes[0].get_title() == "step 19" and len(drawing.figure.axes[0].texts) == 8
+    # the labels and outlines are restyled in place: a newest slot among the sinks, then none, then slots
+    # emptied again (their labels hidden) must still draw what a fresh figure draws
+    two_sinks = dict(fixed, sinks=2)
+    drawing = plot.CacheStepDrawing(tokens, positions, weights, 3, first, ppl, ref, current_slot=5, **two_sinks)
+    empty = np.r_[np.arange(3), -1, -1, -1, -1, -1]
+    few = (tokens[:3] + [""] * 5, empty, np.r_[weights[:3], [np.nan] * 5])
+    for args, current in [((tokens, positions, weights), 1), ((tokens, positions, weights), None), (few, 2)]:
+        drawing.update(*args, 3, first, current_slot=current)
+        fresh = plot.plot_cache_step(*args, 3, first, ppl, ref, current_slot=current, **two_sinks)
+        np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh)))
+    assert [t.get_text() for t in drawing.figure.axes[0].texts if t.get_visible()] == ["10\np0", "11\np1", "12\np2"]
     with pytest.raises(ValueError, match="layout"):
         drawing.update(tokens, positions, weights, 3, first, title="two\nlines")
     with pytest.raises(ValueError, match="layout"):
