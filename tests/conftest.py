@@ -21,3 +21,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def quick_checkpoints(tmp_path_factory):
+    """The explorable experiments (long_range, streaming) trained once per session through the CLI's
+    --quick path (a few steps per model, evaluated in full), with one torch thread. Tests that use it
+    read this folder and never write to it."""
+    from globattn_lite import experiments as E
+
+    out = tmp_path_factory.mktemp("quick_checkpoints")
+    before = torch.get_num_threads()
+    for name in ("long_range", "streaming"):
+        E.main([name, "--quick", "--out", str(out), "--threads", "1"])
+    torch.set_num_threads(before)
+    return out

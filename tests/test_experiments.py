@@ -151,12 +151,12 @@ def test_the_package_runs_as_a_command():
 
 
 @pytest.mark.slow
-def test_cli_quick_run_writes_checkpoint_and_results(tmp_path):
-    E.main(["long_range", "--quick", "--out", str(tmp_path), "--threads", "1"])
-    results = json.loads((tmp_path / "long_range.json").read_text())
+@pytest.mark.heavy
+def test_cli_quick_run_writes_checkpoint_and_results(quick_checkpoints):
+    results = json.loads((quick_checkpoints / "long_range.json").read_text())
     assert results["quick"] and results["seed"] == 0 and results["torch"] == torch.__version__
     assert all(v["steps"] <= 20 for v in results["training"].values())
-    again = E.evaluate_long_range(tmp_path)
+    again = E.evaluate_long_range(quick_checkpoints)
     for name, row in again.items():
         if name != "chance":
             assert abs(row["accuracy"] - results["results"][name]["accuracy"]) <= ACC_TOL
@@ -181,6 +181,7 @@ def test_every_experiment_ships_results_that_record_the_code(name):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_shipped_long_range_reproduces():
     recorded = _shipped("long_range")["results"]
     got = E.evaluate_long_range()
@@ -195,6 +196,7 @@ def test_shipped_long_range_reproduces():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_shipped_streaming_reproduces():
     recorded = _shipped("streaming")["results"]
     got = E.evaluate_streaming()
@@ -208,16 +210,16 @@ def test_shipped_streaming_reproduces():
 
 
 @pytest.mark.slow
-def test_cli_quick_streaming_run_records_the_extra_seed(tmp_path):
-    E.main(["streaming", "--quick", "--out", str(tmp_path), "--threads", "1"])
-    results = json.loads((tmp_path / "streaming.json").read_text())
+@pytest.mark.heavy
+def test_cli_quick_streaming_run_records_the_extra_seed(quick_checkpoints):
+    results = json.loads((quick_checkpoints / "streaming.json").read_text())
     assert results["quick"] and results["seed"] == 0 and set(results["other_seeds"]) == {"1"}
     assert all(v["steps"] == 20 for v in results["training"].values())
     other = results["other_seeds"]["1"]
     assert all(v["steps"] == 20 for v in other["training"].values())
     assert other["results"]["sink token"]["ppl"].keys() == results["results"]["sink token"]["ppl"].keys()
     assert other["results"]["sink token"]["ppl"] != results["results"]["sink token"]["ppl"]  # another seed
-    again = E.evaluate_streaming(tmp_path)  # the checkpoint holds the first seed's models
+    again = E.evaluate_streaming(quick_checkpoints)  # the checkpoint holds the first seed's models
     for policy, ppl in again["sink token"]["ppl"].items():
         assert ppl == pytest.approx(results["results"]["sink token"]["ppl"][policy], rel=PPL_RTOL), policy
 

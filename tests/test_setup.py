@@ -164,6 +164,8 @@ def test_lowest_bounds_leg_pins_each_declared_lower_bound():
         assert name not in bounds and pins(name) == [], name
         pinned_in_course = (ROOT / "constraints.txt").read_text().splitlines()
         assert any(normalise(re.split(r"[=;<> ]", ln)[0]) == normalise(name) for ln in pinned_in_course), name
+    # the marker the leg deselects is declared (pytest would otherwise select nothing by it, silently)
+    assert f'"{course.LOWEST_DESELECTS}: ' in (ROOT / "pyproject.toml").read_text()
     assert "test_setup.py" in course.ENVIRONMENT_TESTS
     for name in course.ENVIRONMENT_TESTS:
         assert (ROOT / "tests" / name).is_file(), f"course.ENVIRONMENT_TESTS names a missing {name}"

@@ -385,18 +385,6 @@ def test_concurrent_changes_from_two_threads_leave_a_consistent_figure():
 # --------------------------------------------------------------------------- trained models
 
 
-@pytest.fixture(scope="module")
-def quick_checkpoints(tmp_path_factory):
-    """Both explorable experiments trained by the project's own --quick path (a few steps each)."""
-    out = tmp_path_factory.mktemp("quick_checkpoints")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    E.train_long_range(out_dir=out, quick=True, progress=False, threads=1)
-    E.train_streaming(out_dir=out, quick=True, progress=False, threads=1)
-    torch.set_num_threads(before)
-    return out
-
-
 def set_control(explorer, name, value):
     """Set a control; a new, valid picture must arrive (figure sizes vary with the explorer)."""
     before = explorer.image.value
@@ -621,6 +609,7 @@ def test_cache_explorer_shows_the_sink_token_eviction_and_nothing_for_the_contro
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_explorers_take_any_checkpoint_of_the_experiments(quick_checkpoints, tmp_path):
     ex = W.attention_explorer(checkpoint_dir=quick_checkpoints)
     keys = [value for _, value in ex.controls["model"].options]
