@@ -151,7 +151,6 @@ def test_the_package_runs_as_a_command():
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_cli_quick_run_writes_checkpoint_and_results(quick_checkpoints):
     results = json.loads((quick_checkpoints / "long_range.json").read_text())
     assert results["quick"] and results["seed"] == 0 and results["torch"] == torch.__version__
@@ -181,7 +180,6 @@ def test_every_experiment_ships_results_that_record_the_code(name):
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_shipped_long_range_reproduces():
     recorded = _shipped("long_range")["results"]
     got = E.evaluate_long_range()
@@ -196,7 +194,6 @@ def test_shipped_long_range_reproduces():
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_shipped_streaming_reproduces():
     recorded = _shipped("streaming")["results"]
     got = E.evaluate_streaming()
@@ -210,7 +207,6 @@ def test_shipped_streaming_reproduces():
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_cli_quick_streaming_run_records_the_extra_seed(quick_checkpoints):
     results = json.loads((quick_checkpoints / "streaming.json").read_text())
     assert results["quick"] and results["seed"] == 0 and set(results["other_seeds"]) == {"1"}

@@ -609,7 +609,6 @@ def test_cache_explorer_shows_the_sink_token_eviction_and_nothing_for_the_contro
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_explorers_take_any_checkpoint_of_the_experiments(quick_checkpoints, tmp_path):
     ex = W.attention_explorer(checkpoint_dir=quick_checkpoints)
     keys = [value for _, value in ex.controls["model"].options]
