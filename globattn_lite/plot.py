@@ -40,6 +40,7 @@ from globattn_lite._validate import choice_arg, float_arg, int_arg, real_array
 __all__ = [
     "CourseFigure",
     "figure_png",
+    "captioned_png",
     "alt_text",
     "STYLE",
     "OKABE_ITO",
@@ -122,6 +123,31 @@ def _fast_png(rgba, dpi) -> bytes:
             _png_chunk(b"IEND", b""),
         ]
     )
+
+
+def captioned_png(png, lines) -> bytes:
+    """PNG bytes of the picture ``png`` with ``lines`` of text drawn above it, wrapped to its width.
+
+    The explorers' static picture (nbconvert, GitHub, the course site) where their figure leaves its
+    titles and numbers to the text beside it (``ModelAttentionDrawing(..., titles_in_figure=False)``).
+    """
+    from PIL import Image  # matplotlib's own PNG dependency
+
+    if isinstance(lines, str) or not all(isinstance(line, str) for line in lines):
+        raise TypeError("lines must be a list of strings")
+    with Image.open(io.BytesIO(png)) as opened:
+        picture = np.asarray(opened.convert("RGBA"))
+        dpi = round(opened.info.get("dpi", (STYLE["dpi"],))[0])
+    width = picture.shape[1] / dpi  # inches
+    chars = max(20, int(width * 72 / (0.55 * STYLE["label_size"])))  # a character is about 0.55 em wide
+    text = "\n".join(textwrap.fill(line, chars, subsequent_indent="   ") or " " for line in lines)
+    height = 0.2 + _lines(text) * STYLE["label_size"] * 1.3 / 72
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    fig.text(0.1 / width, 1 - 0.1 / height, text, va="top", ha="left", fontsize=STYLE["label_size"])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    caption = np.asarray(canvas.buffer_rgba())[:, : picture.shape[1]]
+    return _fast_png(np.concatenate([caption, picture]), dpi)
 
 
 class _TickMarks:
@@ -523,6 +549,11 @@ def _numbers_text(numbers):
     return "\n".join(textwrap.fill(f"{k}: {v}", 32, subsequent_indent="   ") for k, v in numbers.items())
 
 
+def _caption(lines, numbers=None):
+    """The lines a drawing leaves to its caller (``titles_in_figure=False``): title lines, then "label: value"."""
+    return [line for text in lines for line in text.splitlines()] + [f"{k}: {v}" for k, v in (numbers or {}).items()]
+
+
 class ModelAttentionDrawing:
     """The standalone figure of :func:`plot_model_attention` (``.figure``), kept to be redrawn for
     another layer, head or input of the same layout (the attention explorer): ``update`` repaints the
@@ -530,14 +561,24 @@ class ModelAttentionDrawing:
     a redraw), ``png()`` draws it on a kept canvas. ``fits(...)`` says whether an update keeps the
     layout (same n, prepended tokens, query and number of title lines); arguments as
     :func:`plot_model_attention`.
+
+    ``titles_in_figure=False`` (the explorer): the title and the numbers are not drawn but kept in
+    ``.caption``, a list of lines the caller shows as text beside the picture; the figure is the
+    heatmap and its colour bar alone, and the number of title lines no longer constrains an update.
+    Drawing those texts took over half of a redraw.
     """
 
-    def __init__(self, weights, mask, query=None, n_global=0, numbers=None, title=""):
+    def __init__(self, weights, mask, query=None, n_global=0, numbers=None, title="", titles_in_figure=True):
         w, mask, query, g, numbers, lines = _model_attention_args(weights, mask, query, n_global, numbers, title)
         n = w.shape[0]
-        self.layout = (n, g, query, _lines("\n".join(lines)))
-        top = _title_top("\n".join(lines), 4.8)
-        self.figure, (ax, cax) = _panel_figure(8.0, 4.8, [(0.07, 0.1, 0.5, top - 0.1), (0.585, 0.1, 0.015, top - 0.1)])
+        self.titles_in_figure = bool(titles_in_figure)
+        self.layout = (n, g, query, _lines("\n".join(lines)) if self.titles_in_figure else None)
+        if self.titles_in_figure:
+            top = _title_top("\n".join(lines), 4.8)
+            rects = [(0.07, 0.1, 0.5, top - 0.1), (0.585, 0.1, 0.015, top - 0.1)]
+            self.figure, (ax, cax) = _panel_figure(8.0, 4.8, rects)
+        else:
+            self.figure, (ax, cax) = _panel_figure(5.2, 4.4, [(0.11, 0.1, 0.7, 0.86), (0.84, 0.1, 0.022, 0.86)])
         self.ax = ax
         rgba, norm, cmap = _attention_image(w, mask)
         self.image = ax.imshow(rgba, interpolation="nearest")
@@ -546,36 +587,33 @@ class ModelAttentionDrawing:
         self.colorbar = self.figure.colorbar(self.mappable, cax=cax, ticks=_attention_ticks(w))
         self.colorbar.set_label("attention weight (square-root scale)", fontsize=STYLE["label_size"])
         self.colorbar.ax.tick_params(labelsize=STYLE["tick_size"])
-        _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
-        # the numbers: figure text, no axes (an axes would cost a tenth of the time)
-        self.text = self.figure.text(
-            0.69, top, _numbers_text(numbers), va="top", ha="left", fontsize=STYLE["label_size"]
-        )
+        _decorate(ax, "", "key position k", "query position q", positions=n)
+        self.text, self.caption = None, []
+        if self.titles_in_figure:
+            ax.set_title("\n".join(lines), fontsize=STYLE["title_size"], y=1.0)
+            # the numbers: figure text, no axes (an axes would cost a tenth of the time)
+            self.text = self.figure.text(
+                0.69, top, _numbers_text(numbers), va="top", ha="left", fontsize=STYLE["label_size"]
+            )
+        else:
+            self.caption = _caption(lines, numbers)
         # redrawn: what the heatmap draws over or after its image (outlines, tick marks, spines, title),
         # the colour bar (its ticks follow the top weight) and the numbers; the tick and axis labels stay
         self._layers = _LayeredPNG(
             self.figure,
-            [
-                self.image,
-                *ax.patches,
-                _TickMarks(ax.xaxis),
-                _TickMarks(ax.yaxis),
-                *ax.spines.values(),
-                ax.title,
-                cax,
-                self.text,
-            ],
+            [self.image, *ax.patches, _TickMarks(ax.xaxis), _TickMarks(ax.yaxis), *ax.spines.values()]
+            + ([ax.title, cax, self.text] if self.titles_in_figure else [cax]),
         )
 
     def fits(self, weights, query=None, n_global=0, title=""):
         """Whether ``update`` can show these: the same layout (n, prepended tokens, query, title lines)."""
         n = np.shape(weights)[0]
-        return self.layout == (n, n_global, query, _lines(title) + 1)
+        return self.layout == (n, n_global, query, _lines(title) + 1 if self.titles_in_figure else None)
 
     def update(self, weights, mask, query=None, n_global=0, numbers=None, title=""):
         """Show other weights (another layer, head or input) in the same layout, see ``fits``."""
         w, mask, query, g, numbers, lines = _model_attention_args(weights, mask, query, n_global, numbers, title)
-        layout = (w.shape[0], g, query, _lines("\n".join(lines)))
+        layout = (w.shape[0], g, query, _lines("\n".join(lines)) if self.titles_in_figure else None)
         if layout != self.layout:
             raise ValueError(
                 f"update needs the layout (n, n_global, query, title lines) {self.layout}, got "
@@ -585,8 +623,11 @@ class ModelAttentionDrawing:
         self.image.set_data(rgba)
         self.mappable.set_clim(norm.vmin, norm.vmax)
         self.colorbar.set_ticks(_attention_ticks(w))
-        self.ax.set_title("\n".join(lines), fontsize=STYLE["title_size"], y=1.0)
-        self.text.set_text(_numbers_text(numbers))
+        if self.titles_in_figure:
+            self.ax.set_title("\n".join(lines), fontsize=STYLE["title_size"], y=1.0)
+            self.text.set_text(_numbers_text(numbers))
+        else:
+            self.caption = _caption(lines, numbers)
         return self
 
     def png(self) -> bytes:
@@ -943,6 +984,11 @@ class CacheStepDrawing:
 
     Arguments as :func:`plot_cache_step`; ``update`` takes the ones a step, layer or head changes,
     for the same number of slots and steps and a title with as many lines.
+
+    ``titles_in_figure=False`` (the explorer): the three titles (the given one, the weight curve's and
+    the perplexity curves') are not drawn but kept in ``.caption``, a list of lines the caller shows as
+    text beside the picture, and the title's lines no longer constrain an update. Drawing those texts
+    took over half of a redraw.
     """
 
     def __init__(
@@ -961,6 +1007,7 @@ class CacheStepDrawing:
         policy="policy",
         reference="recompute",
         title="",
+        titles_in_figure=True,
     ):
         weights = self._slot_weights(slot_tokens, slot_positions, slot_weights)
         curves = [
@@ -981,14 +1028,20 @@ class CacheStepDrawing:
         self.sinks = int_arg("sinks", sinks, minimum=0, maximum=C)
         self.per_row = per_row = 16 if C <= 64 else 32
         rows = -(-C // per_row)
-        self.title_lines = _lines(title)
+        self.titles_in_figure = bool(titles_in_figure)
+        self.title_lines = _lines(title) if self.titles_in_figure else None
+        self.caption, self._captions = [], {}
         self.ppl, self.reference_ppl = curves[1], curves[2]
         self.evicted_at, self.trained_at, self.policy, self.reference = evicted_at, trained_at, policy, reference
 
         # fixed layout in inches, top to bottom: title, slots, two curves with their titles, x label
-        title_h = 0.15 + self.title_lines * STYLE["title_size"] * 1.3 / 72 if title else 0.2
+        if self.titles_in_figure:
+            title_h = 0.15 + self.title_lines * STYLE["title_size"] * 1.3 / 72 if title else 0.2
+            gap = 0.62
+        else:
+            title_h, gap = 0.1, 0.2
         slot_h = rows * (0.5 if per_row == 16 else 0.26)
-        curve_h, gap, bottom = 1.1, 0.62, 0.5
+        curve_h, bottom = 1.1, 0.5
         height = title_h + slot_h + 2 * (gap + curve_h) + bottom
         y_slots = 1 - (title_h + slot_h) / height
         y_w = (bottom + curve_h + gap) / height
@@ -1052,7 +1105,7 @@ class CacheStepDrawing:
         # what an update changes, in draw order: the slot panel and its colour bar, then in each curve
         # panel what is drawn after its ticks (lines, spines, title); the perplexity curves stay
         def tail(a, lines):
-            return [*lines, *[m for m in marks if m.axes is a], *a.spines.values(), a.title]
+            return [*lines, *[m for m in marks if m.axes is a], *a.spines.values()] + self._titles(a)
 
         self._layers = _LayeredPNG(
             self.figure,
@@ -1061,7 +1114,7 @@ class CacheStepDrawing:
                 *self.outlines,
                 *ax.spines.values(),
                 *self.labels,
-                ax.title,
+                *self._titles(ax),
                 cax,
                 *tail(ax_w, [self.first_line, self.marker, self.step_lines[0]]),
                 *tail(ax_p, [self.step_lines[1]]),
@@ -1084,11 +1137,12 @@ class CacheStepDrawing:
         weights = self._slot_weights(slot_tokens, slot_positions, slot_weights)
         positions = np.asarray(slot_positions)
         first = _finite_array("first_weight", first_weight, 1, "one value per step")
-        if len(weights) != self.slots or len(first) != self.steps or _lines(title) != self.title_lines:
+        lines = _lines(title) if self.titles_in_figure else None
+        if len(weights) != self.slots or len(first) != self.steps or lines != self.title_lines:
             raise ValueError(
                 f"update needs {self.slots} slots, {self.steps} steps and a title of {self.title_lines} "
                 f"line(s) (the figure's layout), got {len(weights)}, {len(first)} and "
-                f"{_lines(title)}; draw a new figure instead"
+                f"{lines}; draw a new figure instead"
             )
         step = int_arg("step", step, minimum=0, maximum=self.steps - 1)
         C, per_row, ax = self.slots, self.per_row, self.ax
@@ -1113,7 +1167,7 @@ class CacheStepDrawing:
             r, c = divmod(current_slot, per_row)
             newest.set_xy((c - 0.48, r - 0.48))
             newest.set_edgecolor(HIGHLIGHT)
-        ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        self._title(ax, title, STYLE["title_size"])
         self.first_line.set_ydata(first)
         self.marker.set_data([step], [first[step]])
         for line in self.step_lines:
@@ -1124,18 +1178,26 @@ class CacheStepDrawing:
             marks.append(f"vermillion dots: first eviction (step {self.evicted_at})")
         if self.trained_at is not None:
             marks.append(f"purple dots: past the training length (step {self.trained_at})")
-        self.ax_w.set_title(
-            f"weight of each step's query on the entry at position 0 (now {first[step]:.3f})",
-            fontsize=STYLE["label_size"],
-            y=1.0,
-        )
+        self._title(self.ax_w, f"weight of each step's query on the entry at position 0 (now {first[step]:.3f})")
         # the title names the lines (a legend would cost a fifth of the drawing time)
-        self.ax_p.set_title(
+        self._title(
+            self.ax_p,
             f"running perplexity after step {step}: " + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
-            fontsize=STYLE["label_size"],
-            y=1.0,
         )
+        if not self.titles_in_figure:
+            self.caption = _caption([self._captions[a] for a in (ax, self.ax_w, self.ax_p) if self._captions[a]])
         return self
+
+    def _title(self, ax, text, size=None):
+        """A panel's title: drawn, or kept for ``.caption`` (``titles_in_figure=False``)."""
+        if self.titles_in_figure:
+            ax.set_title(text, fontsize=size or STYLE["label_size"], y=1.0)
+        else:
+            self._captions[ax] = text
+
+    def _titles(self, ax):
+        """The title artist of ``ax`` if titles are drawn: a layer of the repainted picture."""
+        return [ax.title] if self.titles_in_figure else []
 
     def png(self) -> bytes:
         """PNG bytes of the current figure: the same picture as ``figure_png(self.figure)``, drawn faster."""

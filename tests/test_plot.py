@@ -596,6 +596,45 @@ def test_model_attention_drawing_update_draws_what_a_fresh_figure_draws():
             drawing.update(w2, mask, **kwargs)
 
 
+def test_model_attention_drawing_can_leave_its_texts_to_a_caption():
+    """titles_in_figure=False: the title and numbers are lines of .caption, not drawn; updates repaint
+    what a fresh drawing of the same arguments draws, whatever the title's length."""
+    w, mask = band_global_weights()
+    drawing = plot.ModelAttentionDrawing(
+        w, mask, query=11, n_global=1, numbers={"a": "1"}, title="layer 0", titles_in_figure=False
+    )
+    assert drawing.caption == [
+        "layer 0",
+        f"12 positions (1 prepended), {int(mask.sum()):,} allowed pairs; grey = masked",
+        "a: 1",
+    ]
+    assert not drawing.figure.texts and not any(ax.get_title() for ax in drawing.figure.axes)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(drawing.figure)))
+    w2, _ = band_global_weights(seed=1)
+    assert drawing.fits(w2, query=11, n_global=1, title="two\nlines") and not drawing.fits(w2, query=10, n_global=1)
+    drawing.update(w2, mask, query=11, n_global=1, numbers={"b": "2"}, title="two\nlines")
+    fresh = plot.ModelAttentionDrawing(w2, mask, query=11, n_global=1, title="other", titles_in_figure=False)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh.figure)))
+    assert drawing.caption[:2] == ["two", "lines"] and drawing.caption[-1] == "b: 2"
+
+
+def test_captioned_png_draws_the_lines_above_the_unchanged_picture():
+    w, mask = band_global_weights()
+    png = plot.figure_png(plot.plot_model_attention(w, mask))
+    lines = ["first line", "a long line " * 20]  # wrapped to the picture's width
+    out = plot.captioned_png(png, lines)
+    picture, captioned = pixels(png), pixels(out)
+    assert captioned.shape[1] == picture.shape[1] and captioned.shape[0] > picture.shape[0]
+    np.testing.assert_array_equal(captioned[-picture.shape[0] :], picture)
+    caption = captioned[: -picture.shape[0]]
+    assert (caption[..., :3] < 128).any(axis=-1).any(axis=-1).sum() > 3 * plot.STYLE["label_size"]  # 3+ lines of ink
+    assert Image.open(io.BytesIO(out)).info["dpi"] == pytest.approx((plot.STYLE["dpi"],) * 2, abs=0.01)
+    one = pixels(plot.captioned_png(png, ["first line"]))
+    assert one.shape[0] < captioned.shape[0]
+    with pytest.raises(TypeError, match="lines must be a list of strings"):
+        plot.captioned_png(png, "first line")
+
+
 @pytest.mark.parametrize(
     "change, error, words",
     [
@@ -691,6 +730,39 @@ def test_cache_step_drawing_update_draws_what_a_fresh_figure_draws():
         drawing.update(tokens, positions, weights, 3, first[:-1], title="step 3")
     with pytest.raises(ValueError, match="step"):
         drawing.update(tokens, positions, weights, 20, first, title="step 20")
+
+
+def test_cache_step_drawing_can_leave_its_titles_to_a_caption():
+    tokens, positions, weights, step, first, ppl, ref = cache_step_args()
+    fixed = dict(sinks=1, evicted_at=7, policy="window", reference="recompute", titles_in_figure=False)
+    drawing = plot.CacheStepDrawing(
+        tokens, positions, weights, step, first, ppl, ref, current_slot=6, title="step 5", **fixed
+    )
+    assert not any(ax.get_title() for ax in drawing.figure.axes)
+    assert drawing.caption == [
+        "step 5",
+        f"weight of each step's query on the entry at position 0 (now {first[5]:.3f})",
+        f"running perplexity after step 5: window (solid) {ppl[5]:.3f}, recompute (dashed) {ref[5]:.3f}",
+        "vermillion dots: first eviction (step 7)",
+    ]
+    titled = plot.plot_cache_step(
+        tokens,
+        positions,
+        weights,
+        step,
+        first,
+        ppl,
+        ref,
+        current_slot=6,
+        title="step 5",
+        **{k: v for k, v in fixed.items() if k != "titles_in_figure"},
+    )
+    assert drawing.figure.get_size_inches()[1] < titled.get_size_inches()[1]  # no room kept for titles
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(drawing.figure)))
+    drawing.update(tokens, positions, weights, 12, first, current_slot=2, title="step 12\nof 20")  # any title length
+    fresh = plot.CacheStepDrawing(tokens, positions, weights, 12, first, ppl, ref, current_slot=2, **fixed)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh.figure)))
+    assert drawing.caption[:2] == ["step 12", "of 20"] and "after step 12:" in drawing.caption[3]
 
 
 def test_plot_cache_step_many_slots_drop_the_labels():
