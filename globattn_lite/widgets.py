@@ -9,7 +9,8 @@ Each function returns an :class:`Explorer` (an ``ipywidgets.VBox``) with
 ``.controls`` (dict name -> widget), ``.figure`` (the current matplotlib Figure),
 ``.image`` (the ``ipywidgets.Image`` holding its PNG), ``.status`` (an HTML line with the
 live counts, or the error), ``.numbers`` (the numbers the current figure shows, for explorers
-that compute some), ``.error`` / ``.errors`` (the last / every exception a redraw
+that compute some), ``.caption`` (the lines of text a trained-model explorer shows above its
+picture instead of drawing them), ``.error`` / ``.errors`` (the last / every exception a redraw
 raised) and ``.refresh()``. Set a control (``ex.controls["n"].value = 128``) and the figure
 is redrawn at once, also headless, so tests can check what it shows.
 
@@ -21,14 +22,17 @@ bytes with the Agg canvas, and *assigns* the bytes to the Image widget, all unde
 no ``with out:`` and no ``plt.show()``. The two trained-model explorers keep their Figure while
 its layout fits and repaint only what a control changes (``plot.CacheStepDrawing``,
 ``plot.ModelAttentionDrawing``): a redraw from scratch took longer than the 100 ms a slider
-allows. The course also installs a JupyterLab settings override (``commsOverSubshells:
+allows. Their titles and numbers, which change with every control, are written as HTML text
+above the picture (``.caption``) rather than drawn: rendering that text took over half of a
+repainted frame. The course also installs a JupyterLab settings override (``commsOverSubshells:
 "disabled"``) so callbacks run on the main thread.
 
 A redraw that fails (a combination the pattern rejects, say BigBird with a single block)
 does not crash and is not swallowed: the message shows in red above the last good figure,
 the exception is kept in ``.error`` and ``.errors`` and logged to the ``globattn_lite.widgets``
 logger. Without a widget front end (nbconvert, GitHub, nbviewer) an explorer still shows
-as the PNG of its current figure: ``_repr_mimebundle_`` adds ``image/png`` next to the widget view.
+as the PNG of its current figure: ``_repr_mimebundle_`` adds ``image/png`` next to the widget view
+(``.static_png``: with the caption lines drawn above the figure, so nothing shown live is missing).
 """
 
 from __future__ import annotations
@@ -72,9 +76,10 @@ class Explorer(widgets.VBox):
     keep controls consistent (a query slider's max follows n, unused controls are disabled);
     ``change`` is the traitlets change that triggered the redraw, or None. ``draw`` may also
     return ``(figure, numbers)``: the dict ``numbers`` is kept as ``.numbers``; instead of a Figure,
-    a drawing with ``.figure`` and ``.png()`` (a figure repainted in place, e.g.
-    ``plot.CacheStepDrawing``). ``extras``: widgets laid out after the controls but not observed
-    (a Play button linked to a slider in the browser).
+    a drawing with ``.figure``, ``.png()`` and optionally ``.caption`` (a figure repainted in place,
+    e.g. ``plot.CacheStepDrawing``; its caption lines replace the live-counts line). ``extras``:
+    widgets laid out after the controls but not observed (a Play button linked to a slider in the
+    browser).
     """
 
     def __init__(self, title, controls, draw, sync=None, extras=()):
@@ -94,6 +99,7 @@ class Explorer(widgets.VBox):
         self.figure = None
         self.numbers = {}
         self.png = b""
+        self.caption = []  # lines a drawing leaves out of its figure, shown as text (see plot.ModelAttentionDrawing)
         self.error = None
         self.errors = []
         self._draw = draw
@@ -126,9 +132,9 @@ class Explorer(widgets.VBox):
                 fig = self._draw(self.values)
                 fig, numbers = fig if isinstance(fig, tuple) else (fig, {})
                 if isinstance(fig, Figure):
-                    png = plot.figure_png(fig)
+                    png, caption = plot.figure_png(fig), []
                 else:  # a drawing that redraws only what changed (the trained-model explorers)
-                    fig, png = fig.figure, fig.png()
+                    fig, png, caption = fig.figure, fig.png(), list(getattr(fig, "caption", ()))
             except Exception as exc:  # shown and recorded, never silent
                 self.error = exc
                 self.errors.append(exc)
@@ -140,23 +146,31 @@ class Explorer(widgets.VBox):
                 return
             finally:
                 self._busy = False
-            self.figure, self.numbers, self.png, self.error = fig, numbers, png, None
-            self.image.value = png
-            self.status.value = html.escape(self.summary)
+            self.figure, self.numbers, self.png, self.caption, self.error = fig, numbers, png, caption, None
+            if caption:  # the figure's titles and numbers, shown as text above it
+                self.status.value = "<br>".join(html.escape(line) for line in caption)
+            else:
+                self.status.value = html.escape(self.summary)
+            self.image.value = png  # last: the latency benchmark stops its clock here
 
     @property
     def summary(self) -> str:
-        """The live counts: the current figure's title(s) on one line."""
+        """The live counts: the current figure's title(s) and caption lines on one line."""
         if self.figure is None:
             return ""
         titles = [ax.get_title() for ax in self.figure.axes if ax.get_title()]
-        return " | ".join(t.replace("\n", " | ") for t in titles)
+        return " | ".join([t.replace("\n", " | ") for t in titles] + self.caption)
+
+    @property
+    def static_png(self) -> bytes:
+        """The picture for renderers without widgets: the PNG, with the caption lines drawn above it."""
+        return plot.captioned_png(self.png, self.caption) if self.caption and self.png else self.png
 
     def _repr_mimebundle_(self, **kwargs):
         """The widget view plus a static PNG of the current figure for renderers without widgets."""
         bundle = super()._repr_mimebundle_(**kwargs) or {}
         if self.png:
-            bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
+            bundle["image/png"] = base64.b64encode(self.static_png).decode("ascii")
         bundle["text/plain"] = f"{self.title}: {self.summary}" if self.figure is not None else self.title
         return bundle
 
@@ -669,7 +683,7 @@ def attention_explorer(
             fig = drawing.update(w, mask, query=q, n_global=g, numbers=numbers, title=title)
         else:
             fig = drawn["drawing"] = plot.ModelAttentionDrawing(
-                w, mask, query=q, n_global=g, numbers=numbers, title=title
+                w, mask, query=q, n_global=g, numbers=numbers, title=title, titles_in_figure=False
             )
         return fig, {
             "query": q,
@@ -820,6 +834,7 @@ def cache_explorer(
                 policy=name.split(",")[0],
                 reference=f"recompute (last {v['cache']})",
                 title=title,
+                titles_in_figure=False,
             )
             drawn.update(run=run_key, drawing=fig)
         numbers = {

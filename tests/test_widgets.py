@@ -8,6 +8,7 @@ current figure shows (titles, data), checked against numbers computed here indep
 from __future__ import annotations
 
 import base64
+import html
 import io
 import logging
 import re
@@ -424,7 +425,10 @@ def check_attention(ex, checkpoint_dir=None):
     assert ex.numbers[f"query {q}, entropy"].startswith(f"{-(row * np.log(row)).sum():.3f} nats")
     assert ex.numbers["key 0, mean weight"].startswith(f"{w[case['mask'][:, 0], 0].mean():.3f} over")
     head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
-    assert f"{name}: {variant}, layer {v['layer']}, {head}" in heat.get_title()
+    assert ex.caption[0] == f"{name}: {variant}, layer {v['layer']}, {head}"  # shown as text above the heatmap
+    assert not heat.get_title() and not ex.figure.texts  # the figure draws no text that changes with a control
+    assert ex.status.value.split("<br>")[0] == html.escape(ex.caption[0])
+    assert f"prediction: {ex.numbers['prediction']}" in ex.caption
     if case["answer"] is not None:
         assert ex.numbers["answer"].startswith(f"{case['answer']} (p = {probs[case['answer']]:.3f}")
     return model, case
@@ -437,8 +441,11 @@ def test_trained_model_explorers_build_with_a_static_fallback(factory):
     assert all(c in ex.children[1].children for c in ex.controls.values())
     bundle = ex._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert base64.b64decode(bundle["image/png"]) == ex.png
-    assert bundle["text/plain"].startswith(ex.title)
+    # the static picture: the caption the live view shows as text, drawn above the live picture
+    static, live = decoded(base64.b64decode(bundle["image/png"])), decoded(ex.png)
+    assert base64.b64decode(bundle["image/png"]) == ex.static_png and static.shape[0] > live.shape[0]
+    np.testing.assert_array_equal(static[-live.shape[0] :], live)
+    assert bundle["text/plain"].startswith(ex.title) and all(line in bundle["text/plain"] for line in ex.caption)
 
 
 def test_attention_explorer_each_control_matches_the_model():
@@ -548,7 +555,7 @@ def test_cache_explorer_each_control_matches_stream_nll_and_a_full_forward():
 
     set_control(ex, "policy", "dense")  # nothing evicted; the training length is marked
     assert ex.numbers["first eviction"] is None and len(ex.numbers["kept entries"]) == g + t + 1
-    assert f"past the training length (step {E.STREAMING['train_len']})" in ex.figure.axes[3].get_title()
+    assert f"past the training length (step {E.STREAMING['train_len']})" in ex.caption[-1]
     set_control(ex, "model", "no sink token")
     assert ex.numbers["kept entries"].tolist() == list(range(t + 1))
 
@@ -564,12 +571,17 @@ def test_cache_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
         assert ex.figure is figure  # repainted, not rebuilt
         v = ex.values
         slots, _, ax_w, ax_p = ex.figure.axes
-        assert f"step {v['step']} feeds token" in slots.get_title()
-        assert (
+        assert not any(a.get_title() for a in ex.figure.axes)  # the titles are the caption, shown as text
+        main, entries, weight, ppl = ex.caption[:4]
+        assert f"step {v['step']} feeds token" in main
+        assert entries.endswith(
             f"layer {v['layer']}, " + ("mean over heads" if v["head"] == "mean" else f"head {v['head']}")
-            in slots.get_title()
         )
-        assert ax_p.get_title().startswith(f"running perplexity after step {v['step']}: ")
+        assert weight.endswith(f"(now {ex.numbers['weight on position 0']:.3f})")
+        assert ppl.startswith(
+            f"running perplexity after step {v['step']}: window (solid) {ex.numbers['running ppl']:.3f}"
+        )
+        assert ex.status.value == "<br>".join(html.escape(line) for line in ex.caption)
         assert list(ax_w.lines[1].get_xdata()) == [v["step"]]  # the marker on the weight curve
         assert list(ax_w.lines[2].get_xdata()) == list(ax_p.lines[2].get_xdata()) == [v["step"]] * 2  # step lines
         np.testing.assert_array_equal(decoded(ex.png), decoded(plot.figure_png(ex.figure)))
