@@ -4,7 +4,7 @@
 
 For each case a control is flipped between two values; the time runs from the assignment
 ``control.value = x`` to the moment the explorer assigns the new PNG bytes to its Image widget
-(an observer on ``image.value`` stamps it). Prints the median over the repeats, the target
+(an observer on ``image.value`` stamps it), which it does last, after its caption text. Prints the median over the repeats, the target
 (100 ms for n <= 256, 300 ms for n = 1024; 100 ms for the other explorers, whose figures are
 small; for the trained-model explorers n is the positions drawn: 1 + 64 for the attention explorer,
 a stream of 256 for the cache explorer) and the ratio median / target (<= 1 meets it), and the
