@@ -32,6 +32,7 @@ EXPLORERS = [
     "cache_explorer",
 ]
 PLAYERS = ["cache_explorer"]  # explorers with a Play button that steps a slider
+CAPTIONED = ["attention_explorer", "cache_explorer"]  # explorers whose titles and numbers are text
 # Smallest fraction of an explorer image's rows and of its columns that hold something drawn: a
 # figure with axes spans most of both; the broken 'title only' figures of the subshell race
 # (jupyterlab/jupyterlab#19719) cover a thin band of rows.
@@ -140,6 +141,9 @@ def test_explorers_render_and_respond_in_jupyterlab(lab_server, tmp_path):
                     "back a control value, e.g. a float slider's rounding), so the page differs "
                     "from the kernel's initial figure"
                 )
+                # the trained-model explorers write their caption as text and store it drawn above the
+                # figure in the fallback: the page's picture is the fallback's lower part
+                assert fallback["captioned"] == (name in CAPTIONED), (name, fallback)
 
             for cell, name in zip(widget_cells, names, strict=True):
                 i = cell["index"]

@@ -301,6 +301,8 @@ _PAGE_HELPERS = r"""
     },
     // Does a widget image show exactly the static image/png the kernel put next to the widget
     // view (the explorer's initial figure)?  Differs when merely showing the widget changed it.
+    // An explorer with a caption stores it drawn above its figure (Explorer.static_png): then the
+    // widget image must equal the fallback's bottom rows, pixel for pixel.
     matchesFallback: async (path, i) => {
       const cell = panelFor(path).content.widgets[i];
       const bundle = cell.model.outputs.toJSON().find((o) => o.data && o.data[widgetMime]);
@@ -319,7 +321,28 @@ _PAGE_HELPERS = r"""
           }
           b64 = btoa(bin);
         }
-        if (b64 === expected) return { fallback: true, matches: true };
+        if (b64 === expected) return { fallback: true, matches: true, captioned: false };
+      }
+      const load = (src) => new Promise((resolve, reject) => {
+        const im = new Image();
+        im.onload = () => resolve(im);
+        im.onerror = reject;
+        im.src = src;
+      });
+      const pixels = (im) => {
+        const canvas = document.createElement('canvas');
+        canvas.width = im.naturalWidth;
+        canvas.height = im.naturalHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(im, 0, 0);
+        return context.getImageData(0, 0, canvas.width, canvas.height);
+      };
+      const whole = pixels(await load('data:image/png;base64,' + expected));
+      for (const im of outputsOf(cellNode(path, i)).querySelectorAll('img')) {
+        const live = pixels(await load(im.src));
+        if (live.width !== whole.width || live.height >= whole.height) continue;
+        const bottom = whole.data.subarray((whole.height - live.height) * whole.width * 4);
+        if (bottom.every((v, k) => v === live.data[k])) return { fallback: true, matches: true, captioned: true };
       }
       return { fallback: true, matches: false };
     },
