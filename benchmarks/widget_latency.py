@@ -4,12 +4,12 @@
 
 For each case a control is flipped between two values; the time runs from the assignment
 ``control.value = x`` to the moment the explorer assigns the new PNG bytes to its Image widget
-(an observer on ``image.value`` stamps it), which it does last, after its caption text. Prints the median over the repeats, the target
-(100 ms for n <= 256, 300 ms for n = 1024; 100 ms for the other explorers, whose figures are
-small; for the trained-model explorers n is the positions drawn: 1 + 64 for the attention explorer,
-a stream of 256 for the cache explorer) and the ratio median / target (<= 1 meets it), and the
-ratio to drawing a blank figure to PNG in the same run, which says how much of the time is
-matplotlib's fixed cost.
+(an observer on ``image.value`` stamps it), which it does last, after its caption text. Prints
+the median over the repeats, the target (100 ms for n <= 256, 300 ms for n = 1024; 100 ms for
+the other explorers, whose figures are small; for the trained-model explorers n is the positions
+drawn: 1 + 64 for the attention explorer, a stream of 256 for the cache explorer) and the ratio
+median / target (<= 1 meets it), and the ratio to drawing a blank figure to PNG in the same run,
+which says how much of the time is matplotlib's fixed cost.
 The machine's load average is printed too: on a shared 2-core laptop it moves every number, so
 the process's CPU time over the same span is printed next to the wall time ("cpu ms": what
 the wall time would be if nothing else were running). "met" judges the wall time.
