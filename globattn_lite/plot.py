@@ -97,6 +97,11 @@ def _lines(title):
     return title.count("\n") + 1 if title else 0
 
 
+def _text_height(lines, size):
+    """Inches that ``lines`` lines of text at ``size`` points take (1.3 line spacing)."""
+    return lines * size * 1.3 / 72
+
+
 def _png_chunk(tag, data):
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
@@ -126,24 +131,52 @@ def _fast_png(rgba, dpi) -> bytes:
 
 
 def captioned_png(png, lines) -> bytes:
-    """PNG bytes of the picture ``png`` with ``lines`` of text drawn above it, wrapped to its width.
+    """PNG bytes of the picture ``png`` with ``lines`` of text drawn above it (the first in bold),
+    each wrapped, as measured by the renderer, to the picture's width; no lines: ``png`` unchanged.
 
     The explorers' static picture (nbconvert, GitHub, the course site) where their figure leaves its
     titles and numbers to the text beside it (``ModelAttentionDrawing(..., titles_in_figure=False)``).
     """
+    from matplotlib.font_manager import FontProperties
     from PIL import Image  # matplotlib's own PNG dependency
 
-    if isinstance(lines, str) or not all(isinstance(line, str) for line in lines):
+    if isinstance(lines, str):
+        raise TypeError("lines must be a list of strings, got a single string")
+    lines = list(lines)
+    if not all(isinstance(line, str) for line in lines):
         raise TypeError("lines must be a list of strings")
+    if not lines:
+        return png
     with Image.open(io.BytesIO(png)) as opened:
         picture = np.asarray(opened.convert("RGBA"))
-        dpi = round(opened.info.get("dpi", (STYLE["dpi"],))[0])
-    width = picture.shape[1] / dpi  # inches
-    chars = max(20, int(width * 72 / (0.55 * STYLE["label_size"])))  # a character is about 0.55 em wide
-    text = "\n".join(textwrap.fill(line, chars, subsequent_indent="   ") or " " for line in lines)
-    height = 0.2 + _lines(text) * STYLE["label_size"] * 1.3 / 72
+        stored = opened.info.get("dpi")
+    dpi = round(stored[0]) if stored and stored[0] >= 1 else STYLE["dpi"]
+    size, margin = STYLE["label_size"], 0.1  # points, inches
+    renderer = FigureCanvasAgg(Figure(dpi=dpi)).get_renderer()
+    room = picture.shape[1] - 2 * margin * dpi  # pixels a line may take
+    rows = []  # (text, bold)
+    for i, line in enumerate(lines):
+        weight = "bold" if i == 0 else "normal"
+        prop = FontProperties(size=size, weight=weight)
+
+        def fits(text, prop=prop):
+            return renderer.get_text_width_height_descent(text, prop, ismath=False)[0] <= room
+
+        current = ""
+        for word in line.split(" "):
+            candidate = f"{current} {word}" if current else word
+            if fits(candidate) or not current.strip():
+                current = candidate
+            else:
+                rows.append((current, weight))
+                current = "   " + word
+        rows.append((current, weight))
+    step = _text_height(1, size)
+    width, height = picture.shape[1] / dpi, 2 * margin + _text_height(len(rows), size)
     fig = Figure(figsize=(width, height), dpi=dpi)
-    fig.text(0.1 / width, 1 - 0.1 / height, text, va="top", ha="left", fontsize=STYLE["label_size"])
+    for i, (text, weight) in enumerate(rows):
+        y = 1 - (margin + i * step) / height
+        fig.text(margin / width, y, text, va="top", ha="left", fontsize=size, fontweight=weight, parse_math=False)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     caption = np.asarray(canvas.buffer_rgba())[:, : picture.shape[1]]
@@ -495,7 +528,7 @@ def _panel_figure(width, height, rects):
 def _title_top(title, height):
     """Figure fraction where an axes must end so ``title`` fits above it (figure ``height`` inches)."""
     lines = title.count("\n") + 1
-    return 1 - (0.15 + lines * STYLE["title_size"] * 1.3 / 72) / height
+    return 1 - (0.15 + _text_height(lines, STYLE["title_size"])) / height
 
 
 def _model_attention_args(weights, mask, query, n_global, numbers, title):
@@ -557,7 +590,7 @@ def _caption(lines, numbers=None):
 class ModelAttentionDrawing:
     """The standalone figure of :func:`plot_model_attention` (``.figure``), kept to be redrawn for
     another layer, head or input of the same layout (the attention explorer): ``update`` repaints the
-    heatmap, colour bar, title and numbers in place (building the figure's axes anew cost a third of
+    heatmap, colour bar, title and numbers (or ``.caption``) in place (building the figure's axes anew cost a third of
     a redraw), ``png()`` draws it on a kept canvas. ``fits(...)`` says whether an update keeps the
     layout (same n, prepended tokens, query and number of title lines); arguments as
     :func:`plot_model_attention`.
@@ -597,8 +630,9 @@ class ModelAttentionDrawing:
             )
         else:
             self.caption = _caption(lines, numbers)
-        # redrawn: what the heatmap draws over or after its image (outlines, tick marks, spines, title),
-        # the colour bar (its ticks follow the top weight) and the numbers; the tick and axis labels stay
+        # redrawn: what the heatmap draws over or after its image (outlines, tick marks, spines, and the
+        # title if drawn), the colour bar (its ticks follow the top weight) and the numbers if drawn; the
+        # tick and axis labels stay
         self._layers = _LayeredPNG(
             self.figure,
             [self.image, *ax.patches, _TickMarks(ax.xaxis), _TickMarks(ax.yaxis), *ax.spines.values()]
@@ -606,7 +640,8 @@ class ModelAttentionDrawing:
         )
 
     def fits(self, weights, query=None, n_global=0, title=""):
-        """Whether ``update`` can show these: the same layout (n, prepended tokens, query, title lines)."""
+        """Whether ``update`` can show these: the same layout (n, prepended tokens, query, and title lines
+        if the title is drawn)."""
         n = np.shape(weights)[0]
         return self.layout == (n, n_global, query, _lines(title) + 1 if self.titles_in_figure else None)
 
@@ -615,9 +650,10 @@ class ModelAttentionDrawing:
         w, mask, query, g, numbers, lines = _model_attention_args(weights, mask, query, n_global, numbers, title)
         layout = (w.shape[0], g, query, _lines("\n".join(lines)) if self.titles_in_figure else None)
         if layout != self.layout:
+            parts = 4 if self.titles_in_figure else 3
             raise ValueError(
-                f"update needs the layout (n, n_global, query, title lines) {self.layout}, got "
-                f"{layout}; draw a new figure instead"
+                f"update needs the layout ({', '.join(['n', 'n_global', 'query', 'title lines'][:parts])}) "
+                f"{self.layout[:parts]}, got {layout[:parts]}; draw a new figure instead"
             )
         rgba, norm, _ = _attention_image(w, mask)
         self.image.set_data(rgba)
@@ -653,7 +689,7 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
     if not isinstance(ax, Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
     n = w.shape[0]
-    lines += [f"{k}: {v}" for k, v in numbers.items()]
+    lines = _caption(lines, numbers)
     ax.imshow(_attention_image(w, mask)[0], interpolation="nearest")
     _outline_rows(ax, n, g, query)
     _decorate(ax, "\n".join(lines), "key position k", "query position q", positions=n)
@@ -1034,9 +1070,9 @@ class CacheStepDrawing:
         self.ppl, self.reference_ppl = curves[1], curves[2]
         self.evicted_at, self.trained_at, self.policy, self.reference = evicted_at, trained_at, policy, reference
 
-        # fixed layout in inches, top to bottom: title, slots, two curves with their titles, x label
+        # fixed layout in inches, top to bottom: title, slots, two curves (with their titles if drawn), x label
         if self.titles_in_figure:
-            title_h = 0.15 + self.title_lines * STYLE["title_size"] * 1.3 / 72 if title else 0.2
+            title_h = 0.15 + _text_height(self.title_lines, STYLE["title_size"]) if title else 0.2
             gap = 0.62
         else:
             title_h, gap = 0.1, 0.2
@@ -1081,7 +1117,7 @@ class CacheStepDrawing:
         ax_w.set_ylim(0, 1.02)
         ax_w.set_yticks([0, 0.5, 1])
         ax_w.tick_params(labelbottom=False)  # same steps as the perplexity axes below (few labels draw fast)
-        ax_p.plot(x, curves[1], color=OKABE_ITO[4], linewidth=STYLE["line_width"], label=policy)
+        ax_p.plot(x, curves[1], color=OKABE_ITO[2], linewidth=STYLE["line_width"], label=policy)
         ax_p.plot(
             x, curves[2], color=OKABE_ITO[7], linestyle="--", linewidth=STYLE["line_width"] * 0.7, label=reference
         )
@@ -1139,10 +1175,13 @@ class CacheStepDrawing:
         first = _finite_array("first_weight", first_weight, 1, "one value per step")
         lines = _lines(title) if self.titles_in_figure else None
         if len(weights) != self.slots or len(first) != self.steps or lines != self.title_lines:
+            titled = self.titles_in_figure
             raise ValueError(
-                f"update needs {self.slots} slots, {self.steps} steps and a title of {self.title_lines} "
-                f"line(s) (the figure's layout), got {len(weights)}, {len(first)} and "
-                f"{lines}; draw a new figure instead"
+                f"update needs {self.slots} slots, {self.steps} steps"
+                + (f" and a title of {self.title_lines} line(s)" if titled else "")
+                + f" (the figure's layout), got {len(weights)}, {len(first)}"
+                + (f" and {lines}" if titled else "")
+                + "; draw a new figure instead"
             )
         step = int_arg("step", step, minimum=0, maximum=self.steps - 1)
         C, per_row, ax = self.slots, self.per_row, self.ax
@@ -1173,19 +1212,20 @@ class CacheStepDrawing:
         for line in self.step_lines:
             line.set_xdata([step, step])
         ppl, ref = self.ppl[step], self.reference_ppl[step]
-        marks = [f"{self.policy} (solid) {ppl:.3f}, {self.reference} (dashed) {ref:.3f}"]
+        marks = [f"{self.policy} (solid) {ppl:.3f}, {self.reference} (dashed) {ref:.3f}", "grey line: this step"]
         if self.evicted_at is not None:
-            marks.append(f"vermillion dots: first eviction (step {self.evicted_at})")
+            marks.append(f"dotted vermillion: first eviction (step {self.evicted_at})")
         if self.trained_at is not None:
-            marks.append(f"purple dots: past the training length (step {self.trained_at})")
+            marks.append(f"dotted purple: past the training length (step {self.trained_at})")
         self._title(self.ax_w, f"weight of each step's query on the entry at position 0 (now {first[step]:.3f})")
         # the title names the lines (a legend would cost a fifth of the drawing time)
         self._title(
             self.ax_p,
             f"running perplexity after step {step}: " + "\n".join(["; ".join(marks[:1]), "; ".join(marks[1:])]).strip(),
         )
-        if not self.titles_in_figure:
-            self.caption = _caption([self._captions[a] for a in (ax, self.ax_w, self.ax_p) if self._captions[a]])
+        if not self.titles_in_figure:  # the panels named, as their titles would place them
+            panels = [(ax, ""), (self.ax_w, "middle: "), (self.ax_p, "bottom: ")]
+            self.caption = _caption([name + self._captions[a] for a, name in panels if self._captions[a]])
         return self
 
     def _title(self, ax, text, size=None):

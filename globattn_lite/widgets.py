@@ -7,8 +7,8 @@ Show one with a bare expression in a notebook cell::
 
 Each function returns an :class:`Explorer` (an ``ipywidgets.VBox``) with
 ``.controls`` (dict name -> widget), ``.figure`` (the current matplotlib Figure),
-``.image`` (the ``ipywidgets.Image`` holding its PNG), ``.status`` (an HTML line with the
-live counts, or the error), ``.numbers`` (the numbers the current figure shows, for explorers
+``.image`` (the ``ipywidgets.Image`` holding its PNG), ``.status`` (HTML: the live counts or
+the caption, or the error), ``.numbers`` (the numbers the current figure shows, for explorers
 that compute some), ``.caption`` (the lines of text a trained-model explorer shows above its
 picture instead of drawing them), ``.error`` / ``.errors`` (the last / every exception a redraw
 raised) and ``.refresh()``. Set a control (``ex.controls["n"].value = 128``) and the figure
@@ -134,13 +134,16 @@ class Explorer(widgets.VBox):
                 if isinstance(fig, Figure):
                     png, caption = plot.figure_png(fig), []
                 else:  # a drawing that redraws only what changed (the trained-model explorers)
-                    fig, png, caption = fig.figure, fig.png(), list(getattr(fig, "caption", ()))
+                    caption = getattr(fig, "caption", [])
+                    assert isinstance(caption, list), type(caption)  # lines, not one string
+                    fig, png, caption = fig.figure, fig.png(), list(caption)
             except Exception as exc:  # shown and recorded, never silent
                 self.error = exc
                 self.errors.append(exc)
                 self.status.value = (
                     '<span style="color:#b00020"><b>Cannot draw this combination:</b> '
                     f"{html.escape(f'{type(exc).__name__}: {exc}')}</span>"
+                    + (f"<br>The picture below still shows:{_caption_html(self.caption)}" if self.caption else "")
                 )
                 log.warning("%s: redraw failed for %s", self.title, self.values, exc_info=True)
                 return
@@ -148,8 +151,7 @@ class Explorer(widgets.VBox):
                 self._busy = False
             self.figure, self.numbers, self.png, self.caption, self.error = fig, numbers, png, caption, None
             if caption:  # the figure's titles and numbers, shown as text above it
-                lines = "<br>".join(html.escape(line) for line in caption)
-                self.status.value = f'<div style="line-height: 1.4; padding: 4px 0">{lines}</div>'
+                self.status.value = _caption_html(caption)
             else:
                 self.status.value = html.escape(self.summary)
             width = f"{int.from_bytes(png[16:20], 'big')}px"  # the PNG's own width (IHDR): shown 1:1, never blurred
@@ -177,6 +179,13 @@ class Explorer(widgets.VBox):
             bundle["image/png"] = base64.b64encode(self.static_png).decode("ascii")
         bundle["text/plain"] = f"{self.title}: {self.summary}" if self.figure is not None else self.title
         return bundle
+
+
+def _caption_html(lines):
+    """A drawing's caption lines as HTML, spaced as text (a widget row is 28 px), the first in bold."""
+    escaped = [html.escape(line) for line in lines]
+    escaped[0] = f"<b>{escaped[0]}</b>"
+    return '<div style="line-height: 1.4; padding: 4px 0">' + "<br>".join(escaped) + "</div>"
 
 
 def _slider(description, value, minimum, maximum, step=1, continuous=False):
@@ -815,7 +824,8 @@ def cache_explorer(
         title = (
             f"{v['model']}, {name}: step {t} feeds token {int(r['tokens'][t])} "
             f"(stream position {t}), predicts token {t + 1}\n{len(kept)} entries cached"
-            + (f", the first {r['sinks']} kept as sinks" if r["sinks"] else "")
+            + (f", the first {r['sinks']} kept as sinks" if r["sinks"] > 1 else "")
+            + (", the first kept as a sink" if r["sinks"] == 1 else "")
             + f"; colour: its attention, layer {v['layer']}, {head}"
         )
         current = r["layout"].ring_slot(g + t)
@@ -836,7 +846,7 @@ def cache_explorer(
                 evicted_at=evicted,
                 trained_at=r["trained_at"] if v["policy"] == "dense" else None,
                 policy=name.split(",")[0],
-                reference=f"recompute (last {v['cache']})",
+                reference=f"recompute over the last {v['cache']}",
                 title=title,
                 titles_in_figure=False,
             )

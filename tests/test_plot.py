@@ -629,10 +629,17 @@ def test_captioned_png_draws_the_lines_above_the_unchanged_picture():
     caption = captioned[: -picture.shape[0]]
     assert (caption[..., :3] < 128).any(axis=-1).any(axis=-1).sum() > 3 * plot.STYLE["label_size"]  # 3+ lines of ink
     assert Image.open(io.BytesIO(out)).info["dpi"] == pytest.approx((plot.STYLE["dpi"],) * 2, abs=0.01)
-    one = pixels(plot.captioned_png(png, ["first line"]))
+    one = pixels(plot.captioned_png(png, (line for line in ["first line"])))  # any iterable of lines
     assert one.shape[0] < captioned.shape[0]
-    with pytest.raises(TypeError, match="lines must be a list of strings"):
+    # wrapped as measured: wide glyphs (capitals, digits) never run past the right margin
+    wide = pixels(plot.captioned_png(png, ["WWW MMM 0000 " * 12, "$x$ " * 40]))
+    margin = round(0.1 * plot.STYLE["dpi"]) - 2
+    assert (wide[: -picture.shape[0], -margin:, :3] == 255).all()
+    assert plot.captioned_png(png, []) == png
+    with pytest.raises(TypeError, match="lines must be a list of strings, got a single string"):
         plot.captioned_png(png, "first line")
+    with pytest.raises(TypeError, match="lines must be a list of strings"):
+        plot.captioned_png(png, [1])
 
 
 @pytest.mark.parametrize(
@@ -741,9 +748,9 @@ def test_cache_step_drawing_can_leave_its_titles_to_a_caption():
     assert not any(ax.get_title() for ax in drawing.figure.axes)
     assert drawing.caption == [
         "step 5",
-        f"weight of each step's query on the entry at position 0 (now {first[5]:.3f})",
-        f"running perplexity after step 5: window (solid) {ppl[5]:.3f}, recompute (dashed) {ref[5]:.3f}",
-        "vermillion dots: first eviction (step 7)",
+        f"middle: weight of each step's query on the entry at position 0 (now {first[5]:.3f})",
+        f"bottom: running perplexity after step 5: window (solid) {ppl[5]:.3f}, recompute (dashed) {ref[5]:.3f}",
+        "grey line: this step; dotted vermillion: first eviction (step 7)",
     ]
     titled = plot.plot_cache_step(
         tokens,
@@ -763,6 +770,8 @@ def test_cache_step_drawing_can_leave_its_titles_to_a_caption():
     fresh = plot.CacheStepDrawing(tokens, positions, weights, 12, first, ppl, ref, current_slot=2, **fixed)
     np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh.figure)))
     assert drawing.caption[:2] == ["step 12", "of 20"] and "after step 12:" in drawing.caption[3]
+    with pytest.raises(ValueError, match=r"update needs 8 slots, 20 steps \(the figure's layout\), got 8, 19;"):
+        drawing.update(tokens, positions, weights, 3, first[:-1])
 
 
 def test_plot_cache_step_many_slots_drop_the_labels():

@@ -428,7 +428,7 @@ def check_attention(ex, checkpoint_dir=None):
     head = "mean over heads" if v["head"] == "mean" else f"head {v['head']}"
     assert ex.caption[0] == f"{name}: {variant}, layer {v['layer']}, {head}"  # shown as text above the heatmap
     assert not heat.get_title() and not ex.figure.texts  # the figure draws no text that changes with a control
-    assert html.escape(ex.caption[0]) + "<br>" in ex.status.value
+    assert f"<b>{html.escape(ex.caption[0])}</b><br>" in ex.status.value  # the first line in bold
     assert f"prediction: {ex.numbers['prediction']}" in ex.caption
     if case["answer"] is not None:
         assert ex.numbers["answer"].startswith(f"{case['answer']} (p = {probs[case['answer']]:.3f}")
@@ -497,6 +497,7 @@ def test_attention_explorer_bad_typed_tokens_show_an_error_not_a_crash():
     ex = W.attention_explorer()
     ex.controls["tokens"].value = "3 x 5"
     assert isinstance(ex.error, ValueError) and "integers" in ex.status.value
+    assert "The picture below still shows:<div" in ex.status.value and html.escape(ex.caption[-1]) in ex.status.value
     ex.controls["tokens"].value = "1 2 99999"
     assert isinstance(ex.error, ValueError) and "vocabulary" in ex.status.value
     set_control(ex, "tokens", "1 2 3")
@@ -579,11 +580,11 @@ def test_cache_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
         assert entries.endswith(
             f"layer {v['layer']}, " + ("mean over heads" if v["head"] == "mean" else f"head {v['head']}")
         )
-        assert weight.endswith(f"(now {ex.numbers['weight on position 0']:.3f})")
+        assert weight.startswith("middle: ") and weight.endswith(f"(now {ex.numbers['weight on position 0']:.3f})")
         assert ppl.startswith(
-            f"running perplexity after step {v['step']}: window (solid) {ex.numbers['running ppl']:.3f}"
+            f"bottom: running perplexity after step {v['step']}: window (solid) {ex.numbers['running ppl']:.3f}"
         )
-        assert "<br>".join(html.escape(line) for line in ex.caption) in ex.status.value
+        assert "<br>".join(html.escape(line) for line in ex.caption[1:]) in ex.status.value
         assert list(ax_w.lines[1].get_xdata()) == [v["step"]]  # the marker on the weight curve
         assert list(ax_w.lines[2].get_xdata()) == list(ax_p.lines[2].get_xdata()) == [v["step"]] * 2  # step lines
         np.testing.assert_array_equal(decoded(ex.png), decoded(plot.figure_png(ex.figure)))
