@@ -590,10 +590,10 @@ def _caption(lines, numbers=None):
 class ModelAttentionDrawing:
     """The standalone figure of :func:`plot_model_attention` (``.figure``), kept to be redrawn for
     another layer, head or input of the same layout (the attention explorer): ``update`` repaints the
-    heatmap, colour bar, title and numbers (or ``.caption``) in place (building the figure's axes anew cost a third of
-    a redraw), ``png()`` draws it on a kept canvas. ``fits(...)`` says whether an update keeps the
-    layout (same n, prepended tokens, query and number of title lines); arguments as
-    :func:`plot_model_attention`.
+    heatmap, colour bar, title and numbers (or ``.caption``) in place (building the figure's axes
+    anew cost a third of a redraw), ``png()`` draws it on a kept canvas. ``fits(...)`` says whether
+    an update keeps the layout (same n, prepended tokens, query and number of title lines);
+    arguments as :func:`plot_model_attention`.
 
     ``titles_in_figure=False`` (the explorer): the title and the numbers are not drawn but kept in
     ``.caption``, a list of lines the caller shows as text beside the picture; the figure is the
