@@ -699,20 +699,9 @@ def plot_model_attention(weights, mask, query=None, n_global=0, numbers=None, ti
 # --------------------------------------------------------------------------- softmax
 
 
-def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
-    """Bars of one query's softmax weights over its keys, and how a sink or eviction changes them.
-
-    Always drawn: ``softmax(scores)``. With ``sink_logit`` b: ``softmax_with_sink`` (weights
-    exp(s_i) / (exp(b) + sum_j exp(s_j)) = (1 - s) softmax(scores), summing to 1 - s); the sink's
-    share s is drawn as its own hatched bar left of key 0. With ``keep`` (bool array, same length,
-    at least one True): ``evict(scores, keep)``, the softmax over the kept keys only (evicted keys
-    are marked x); every kept weight grows by ``eviction_renormalisation``.
-
-    Each series' legend gives its max weight and the entropy of a real distribution, labelled:
-    H of the softmax (and of the evicted softmax); for the sink, H of the full distribution with
-    the sink counted as an outcome (``sink_distribution``). The sink's weights on the real keys,
-    renormalised, are the plain softmax, so their entropy is the plain one (the title says so).
-    """
+def _softmax_series(scores, sink_logit=None, keep=None):
+    """Checked arguments of plot_softmax and what it draws: (n, series, share, evicted, title), series =
+    [(label, weights, stats)], share = the sink's share or None, evicted = the evicted keys' indices."""
     s = _finite_array("scores", scores, 1, "one query's scores over its keys")
     n = s.size
     plain = softmax_tools.softmax(s)
@@ -748,37 +737,141 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
         )
         notes.append(f"kept weights grow x{softmax_tools.eviction_renormalisation(s, keep):.3f}")
 
-    fig, ax, own = _figure_and_axes(ax)
+    notes.insert(0, f"uniform would be H = ln {n} = {np.log(n):.3f}")
+    return n, series, share, evicted, "\n".join([f"softmax over {n} keys"] + notes)
+
+
+def _softmax_top(series, share):
+    """The y limit of plot_softmax: 1.7 x the top bar (head room for the legend and notes)."""
+    top = max(float(w.max()) for _, w, _ in series)
+    return 1.7 * (top if share is None else max(top, share))
+
+
+def _series_label(label, w, stats):
+    return f"{label}: {stats}, max {w.max():.3f}"
+
+
+def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
+    """Bars of one query's softmax weights over its keys, and how a sink or eviction changes them.
+
+    Always drawn: ``softmax(scores)``. With ``sink_logit`` b: ``softmax_with_sink`` (weights
+    exp(s_i) / (exp(b) + sum_j exp(s_j)) = (1 - s) softmax(scores), summing to 1 - s); the sink's
+    share s is drawn as its own hatched bar left of key 0. With ``keep`` (bool array, same length,
+    at least one True): ``evict(scores, keep)``, the softmax over the kept keys only (evicted keys
+    are marked x); every kept weight grows by ``eviction_renormalisation``.
+
+    Each series' legend gives its max weight and the entropy of a real distribution, labelled:
+    H of the softmax (and of the evicted softmax); for the sink, H of the full distribution with
+    the sink counted as an outcome (``sink_distribution``). The sink's weights on the real keys,
+    renormalised, are the plain softmax, so their entropy is the plain one (the title says so).
+    """
+    if ax is None:
+        return SoftmaxDrawing(scores, sink_logit, keep).figure
+    n, series, share, evicted, title = _softmax_series(scores, sink_logit, keep)
+    _draw_softmax(ax, n, series, share, evicted, title)
+    return _root_figure(ax)
+
+
+def _draw_softmax(ax, n, series, share, evicted, title):
+    """Draw plot_softmax into ``ax``: returns (bar containers, sink bar, sink label, evicted marks), None if absent."""
     x = np.arange(n)
     width = 0.8 / len(series)
-    for i, (label, w, stats) in enumerate(series):
+    bars = [
         ax.bar(
             x + (i - (len(series) - 1) / 2) * width,
             w,
             width,
-            label=f"{label}: {stats}, max {w.max():.3f}",
+            label=_series_label(label, w, stats),
             color=OKABE_ITO[i + 1],
         )
-    top = max(float(w.max()) for _, w, _ in series)
-    left = -0.6
+        for i, (label, w, stats) in enumerate(series)
+    ]
+    left, sink_bar, sink_label, marks = -0.6, None, None, None
     if share is not None:  # the sink's share, its own bar (a patch, not one of the key series)
-        ax.add_patch(Rectangle((-1.5, 0), 0.8, share, facecolor="white", edgecolor=OKABE_ITO[2], hatch="//"))
-        ax.text(-1.1, share, f"sink\n{share:.2f}", ha="center", va="bottom", fontsize=STYLE["legend_size"])
-        top, left = max(top, share), -1.7
+        sink_bar = ax.add_patch(Rectangle((-1.5, 0), 0.8, share, facecolor="white", edgecolor=OKABE_ITO[2], hatch="//"))
+        sink_label = ax.text(-1.1, share, f"sink\n{share:.2f}", ha="center", va="bottom", fontsize=STYLE["legend_size"])
+        left = -1.7
     if len(evicted):
-        ax.plot(evicted, np.zeros(len(evicted)), "x", color=OKABE_ITO[7], label="evicted key")
-    ax.set_ylim(0, 1.7 * top)  # head room for the legend and notes
+        (marks,) = ax.plot(evicted, np.zeros(len(evicted)), "x", color=OKABE_ITO[7], label="evicted key")
+    ax.set_ylim(0, _softmax_top(series, share))
     ax.set_xlim(left, n - 0.4)
     if n <= 32:
         ax.set_xticks(x)
     else:
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     ax.legend(loc="upper left", fontsize=STYLE["legend_size"], framealpha=0.85)
-    notes.insert(0, f"uniform would be H = ln {n} = {np.log(n):.3f}")
-    title = "\n".join([f"softmax over {n} keys"] + notes)
     _decorate(ax, title, "key position k", "attention weight (probability)")
-    _fit(fig, own)
-    return fig
+    return bars, sink_bar, sink_label, marks
+
+
+class SoftmaxDrawing:
+    """The standalone figure of :func:`plot_softmax` (``.figure``), kept to be redrawn for other scores,
+    sink logit or evicted keys of the same layout (the softmax explorer's sliders): ``update`` resets the
+    bars, the sink bar, the marks, the y range, the legend's labels and the title in place, ``png()``
+    draws only those over a cached picture of the rest (a new figure per change took over 100 ms).
+    ``fits(...)`` says whether an update keeps the layout: the same number of keys, with or without a
+    sink, the same kind of eviction (none, none of the kept keys, some) and as many title lines.
+    """
+
+    def __init__(self, scores, sink_logit=None, keep=None):
+        n, series, share, evicted, title = _softmax_series(scores, sink_logit, keep)
+        self.layout = self._layout(n, share, keep, evicted, title)
+        self.figure = CourseFigure(figsize=STYLE["figsize"], dpi=STYLE["dpi"])
+        self.ax = ax = self.figure.add_subplot()
+        self.bars, self.sink_bar, self.sink_label, self.marks = _draw_softmax(ax, n, series, share, evicted, title)
+        _fit(self.figure, True)
+        self.legend = ax.get_legend()
+        shown = {t.get_text(): t for t in self.legend.get_texts()}  # matplotlib puts the marks' entry first
+        self.series_texts = [shown[_series_label(*item)] for item in series]
+        # redrawn: the axes' content in its draw order (zorder): the bars and the sink bar, the tick marks
+        # of x and the whole y axis (its range follows the top bar), the marks, the spines, the sink label,
+        # the title, the legend; the x tick labels and x label stay
+        self._layers = _LayeredPNG(
+            self.figure,
+            [rect for bars in self.bars for rect in bars]
+            + [a for a in (self.sink_bar,) if a is not None]
+            + [_TickMarks(ax.xaxis), ax.yaxis]
+            + [a for a in (self.marks,) if a is not None]
+            + [*ax.spines.values()]
+            + [a for a in (self.sink_label,) if a is not None]
+            + [ax.title, self.legend],
+        )
+
+    @staticmethod
+    def _layout(n, share, keep, evicted, title):
+        return (n, share is not None, keep is not None, len(evicted) > 0, _lines(title))
+
+    def fits(self, scores, sink_logit=None, keep=None):
+        """Whether ``update`` can show these (see the class docstring); bad arguments raise as in plot_softmax."""
+        n, _, share, evicted, title = _softmax_series(scores, sink_logit, keep)
+        return self._layout(n, share, keep, evicted, title) == self.layout
+
+    def update(self, scores, sink_logit=None, keep=None):
+        """Show other scores, sink logit or eviction in the same layout, see ``fits``."""
+        n, series, share, evicted, title = _softmax_series(scores, sink_logit, keep)
+        layout = self._layout(n, share, keep, evicted, title)
+        if layout != self.layout:
+            raise ValueError(
+                f"update needs the layout (keys, sink, eviction, evicted keys, title lines) {self.layout}, "
+                f"got {layout}; draw a new figure instead"
+            )
+        for bars, text, (label, w, stats) in zip(self.bars, self.series_texts, series, strict=True):
+            for rect, height in zip(bars, w, strict=True):
+                rect.set_height(height)
+            text.set_text(_series_label(label, w, stats))
+        if self.sink_bar is not None:
+            self.sink_bar.set_height(share)
+            self.sink_label.set_position((-1.1, share))
+            self.sink_label.set_text(f"sink\n{share:.2f}")
+        if self.marks is not None:
+            self.marks.set_data(evicted, np.zeros(len(evicted)))
+        self.ax.set_ylim(0, _softmax_top(series, share))
+        self.ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        return self
+
+    def png(self) -> bytes:
+        """PNG bytes of the current figure: the same picture as ``figure_png(self.figure)``, drawn faster."""
+        return self._layers.png()
 
 
 # --------------------------------------------------------------------------- receptive field

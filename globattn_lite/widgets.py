@@ -347,10 +347,17 @@ def softmax_explorer(keys=12, temperature=1.0, sink_logit=0.0, use_sink=True, ev
         _set_max(c["evict"], c["keys"].value)
         c["sink_logit"].disabled = not c["use_sink"].value
 
+    drawn = {}  # the SoftmaxDrawing shown, repainted while its layout fits
+
     def draw(v):
         scores = explorer_scores(v["keys"], v["temperature"], v["boost"])
         keep = np.arange(v["keys"]) >= v["evict"] if v["evict"] else None
-        return plot.plot_softmax(scores, sink_logit=v["sink_logit"] if v["use_sink"] else None, keep=keep)
+        sink_logit = v["sink_logit"] if v["use_sink"] else None
+        drawing = drawn.get("drawing")
+        if drawing is not None and drawing.fits(scores, sink_logit, keep):
+            return drawing.update(scores, sink_logit, keep)
+        drawn["drawing"] = plot.SoftmaxDrawing(scores, sink_logit, keep)
+        return drawn["drawing"]
 
     return Explorer("Softmax explorer", controls, draw, sync)
 

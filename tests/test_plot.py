@@ -293,6 +293,29 @@ def test_plot_softmax_reports_the_sink_share_and_only_real_entropies():
     assert sink_bar.get_height() == pytest.approx(share) and sink_bar.get_x() < -0.5
 
 
+def test_softmax_drawing_update_draws_what_a_fresh_figure_draws():
+    """Repainted in place (the softmax explorer's sliders): pixel for pixel the figure plot_softmax draws
+    anew, including the legend, whose marks' entry matplotlib lists before the bars'."""
+    s = np.array([3.0, 0.5, 0.0, 1.0, -2.0, 0.7])
+    drawing = plot.SoftmaxDrawing(s, sink_logit=0.0, keep=np.arange(6) >= 1)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(drawing.figure)))
+    for scores, b, evict in [(s / 3, 0.0, 1), (s, 4.0, 2), (s * 2, -2.0, 5)]:  # other heights, y range, marks
+        keep = np.arange(6) >= evict
+        assert drawing.fits(scores, b, keep)
+        assert drawing.update(scores, b, keep) is drawing
+        fresh = plot.plot_softmax(scores, sink_logit=b, keep=keep)
+        np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh)))
+        assert (
+            legend_texts(drawing.ax) == legend_texts(fresh.axes[0])
+            and drawing.ax.get_title() == fresh.axes[0].get_title()
+        )
+    for change in [dict(scores=s[:5], keep=None), dict(sink_logit=None), dict(keep=None), dict(keep=np.ones(6, bool))]:
+        args = {**dict(scores=s, sink_logit=0.0, keep=np.arange(6) >= 1), **change}
+        assert not drawing.fits(**args)
+        with pytest.raises(ValueError, match="layout"):
+            drawing.update(**args)
+
+
 def test_plot_softmax_keep_all_and_single_key():
     s = np.array([0.3, -0.2, 1.5])
     ax = plot.plot_softmax(s, keep=np.ones(3, dtype=bool)).axes[0]

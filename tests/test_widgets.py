@@ -258,6 +258,24 @@ def test_softmax_explorer_each_control():
     np.testing.assert_allclose(heights(ex)[0], np.exp(s) / np.exp(s).sum())
 
 
+def test_softmax_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
+    """Temperature, sink logit, boost and eviction depth repaint the kept figure (pixel for pixel a full
+    draw, and the picture of an explorer started at those values); a new number of keys, the sink on or
+    off, or eviction on or off build a new one."""
+    ex = W.softmax_explorer(keys=12, evict=1)
+    figure = ex.figure
+    for name, value in [("temperature", 0.4), ("sink_logit", 4.0), ("boost", 7.5), ("evict", 5)]:
+        move(ex, name, value)
+        assert ex.figure is figure
+        np.testing.assert_array_equal(decoded(ex.png), decoded(plot.figure_png(ex.figure)))
+    fresh = W.softmax_explorer(keys=12, temperature=0.4, sink_logit=4.0, boost=7.5, evict=5)
+    np.testing.assert_array_equal(decoded(ex.png), decoded(fresh.png))
+    for name, value in [("keys", 13), ("use_sink", False), ("evict", 0)]:
+        move(ex, name, value)
+        assert ex.figure is not figure
+        figure = ex.figure
+
+
 def test_softmax_explorer_evicting_every_key_is_an_error_not_a_crash():
     ex = W.softmax_explorer(keys=4)
     ex.controls["evict"].value = 4
