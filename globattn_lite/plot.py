@@ -877,15 +877,8 @@ class SoftmaxDrawing:
 # --------------------------------------------------------------------------- receptive field
 
 
-def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
-    """Heatmap of the first layer at which each key k reaches each query q through stacked layers.
-
-    ``pattern``: a Pattern or an (n, n) bool mask. Each layer lets a query read the keys it
-    attends to and itself (residual), so after L layers q has seen k if there is a path of at
-    most L hops. Colour = first layer 0..layers (0 on the diagonal), grey = not reached within
-    ``layers``. ``query`` (default n - 1, the last token) is outlined; the title gives how many
-    keys it reaches and the fewest hops from key 0 to it (``costs.hops``, not limited by layers).
-    """
+def _receptive_field_args(pattern, n, layers, query):
+    """Checked arguments of plot_receptive_field and what it draws: (n, layers, query, first, colours, ticks, title)."""
     if isinstance(pattern, patterns.Pattern):
         n = int_arg("n", n, minimum=1)
     else:
@@ -893,14 +886,8 @@ def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
     layers = int_arg("layers", layers, minimum=1)
     query = n - 1 if query is None else _query_arg(query, n)
     first = costs.hop_matrix(pattern, n, layers)
-    fig, ax, own = _figure_and_axes(ax)
     cmap = ListedColormap(_viridis_colours(layers + 1)).with_extremes(bad=STYLE["missing"])
-    im = ax.imshow(np.ma.masked_less(first, 0), cmap=cmap, vmin=-0.5, vmax=layers + 0.5, interpolation="nearest")
     step = max(1, -(-(layers + 1) // 10))
-    _colorbar(
-        fig, im, ax, "first layer at which key k reaches query q (0 = itself)", ticks=list(range(0, layers + 1, step))
-    )
-    ax.add_patch(Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.5, clip_on=False))
     reached = int((first[query] >= 0).sum())
     hops = costs.hops(pattern, n, 0, query)
     connected = int((first >= 0).sum())
@@ -910,9 +897,84 @@ def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
         + ("never" if hops is None else f"{hops} hop{'s' if hops != 1 else ''}"),
         f"{connected:,} of {n * n:,} (q, k) pairs connected ({100 * connected / n**2:.1f}%); grey = not reached",
     ]
-    _decorate(ax, "\n".join(lines), "key position k (source)", "query position q (destination)", positions=n)
-    _fit(fig, own, colorbar=True)
-    return fig
+    return n, layers, query, np.ma.masked_less(first, 0), cmap, list(range(0, layers + 1, step)), "\n".join(lines)
+
+
+def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
+    """Heatmap of the first layer at which each key k reaches each query q through stacked layers.
+
+    ``pattern``: a Pattern or an (n, n) bool mask. Each layer lets a query read the keys it
+    attends to and itself (residual), so after L layers q has seen k if there is a path of at
+    most L hops. Colour = first layer 0..layers (0 on the diagonal), grey = not reached within
+    ``layers``. ``query`` (default n - 1, the last token) is outlined; the title gives how many
+    keys it reaches and the fewest hops from key 0 to it (``costs.hops``, not limited by layers).
+    """
+    if ax is None:
+        return ReceptiveFieldDrawing(pattern, n, layers, query=query).figure
+    _draw_receptive_field(ax, *_receptive_field_args(pattern, n, layers, query))
+    return _root_figure(ax)
+
+
+def _draw_receptive_field(ax, n, layers, query, first, cmap, ticks, title):
+    """Draw plot_receptive_field into ``ax``: returns (image, colour bar, query outline)."""
+    fig = _root_figure(ax)
+    im = ax.imshow(first, cmap=cmap, vmin=-0.5, vmax=layers + 0.5, interpolation="nearest")
+    cbar = _colorbar(fig, im, ax, "first layer at which key k reaches query q (0 = itself)", ticks=ticks)
+    outline = ax.add_patch(
+        Rectangle((-0.5, query - 0.5), n, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.5, clip_on=False)
+    )
+    _decorate(ax, title, "key position k (source)", "query position q (destination)", positions=n)
+    return im, cbar, outline
+
+
+class ReceptiveFieldDrawing:
+    """The standalone figure of :func:`plot_receptive_field` (``.figure``), kept to be redrawn for another
+    pattern, number of layers or query over the same n (the receptive-field explorer): ``update`` resets
+    the heatmap, its colours, the colour bar, the query's outline and the title in place, ``png()`` draws
+    only those over a cached picture of the rest (a new figure per change took over 100 ms). ``fits``
+    says whether an update keeps the layout: the same n and as many title lines.
+    """
+
+    def __init__(self, pattern, n, layers, *, query=None):
+        args = _receptive_field_args(pattern, n, layers, query)
+        self.layout = (args[0], _lines(args[-1]))
+        self.figure = CourseFigure(figsize=STYLE["figsize"], dpi=STYLE["dpi"])
+        self.ax = ax = self.figure.add_subplot()
+        self.image, self.colorbar, self.outline = _draw_receptive_field(ax, *args)
+        _fit(self.figure, True, colorbar=True)
+        # redrawn, in draw order: the heatmap's image, outline, tick marks, spines and title, then the
+        # colour bar's axes (its colours and ticks follow the layers); the heatmap's tick labels stay
+        self._layers = _LayeredPNG(
+            self.figure,
+            [self.image, self.outline, _TickMarks(ax.xaxis), _TickMarks(ax.yaxis), *ax.spines.values(), ax.title]
+            + [self.colorbar.ax],
+        )
+
+    def fits(self, pattern, n, layers, *, query=None):
+        """Whether ``update`` can show these: the same n and number of title lines."""
+        args = _receptive_field_args(pattern, n, layers, query)
+        return (args[0], _lines(args[-1])) == self.layout
+
+    def update(self, pattern, n, layers, *, query=None):
+        """Show another pattern, number of layers or query in the same layout, see ``fits``."""
+        n, layers, query, first, cmap, ticks, title = _receptive_field_args(pattern, n, layers, query)
+        if (n, _lines(title)) != self.layout:
+            raise ValueError(
+                f"update needs the layout (n, title lines) {self.layout}, got {(n, _lines(title))}; "
+                "draw a new figure instead"
+            )
+        self.image.set_data(first)
+        self.image.set_cmap(cmap)
+        self.image.set_clim(-0.5, layers + 0.5)
+        self.colorbar.update_normal(self.image)
+        self.colorbar.set_ticks(ticks)
+        self.outline.set_y(query - 0.5)
+        self.ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        return self
+
+    def png(self) -> bytes:
+        """PNG bytes of the current figure: the same picture as ``figure_png(self.figure)``, drawn faster."""
+        return self._layers.png()
 
 
 def _viridis_colours(count):

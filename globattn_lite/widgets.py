@@ -394,12 +394,19 @@ def receptive_field_explorer(n=64, window=None, layers=3, global_tokens=0, causa
         c["window"].description = "window W" if causal else "radius r"
         c["globals"].description = "sinks S" if causal else "global tokens g"
 
+    drawn = {}  # the ReceptiveFieldDrawing shown, repainted while its layout fits
+
     def draw(v):
         if v["causal"]:
             pattern = local_global_pattern(v["window"], sinks=v["globals"], causal=True)
         else:
             pattern = local_global_pattern(v["window"], global_tokens=v["globals"], causal=False)
-        return plot.plot_receptive_field(pattern, v["n"], v["layers"], query=v["query"])
+        args = (pattern, v["n"], v["layers"])
+        drawing = drawn.get("drawing")
+        if drawing is not None and drawing.fits(*args, query=v["query"]):
+            return drawing.update(*args, query=v["query"])
+        drawn["drawing"] = plot.ReceptiveFieldDrawing(*args, query=v["query"])
+        return drawn["drawing"]
 
     return Explorer("Receptive-field explorer", controls, draw, sync)
 

@@ -293,6 +293,30 @@ def test_plot_softmax_reports_the_sink_share_and_only_real_entropies():
     assert sink_bar.get_height() == pytest.approx(share) and sink_bar.get_x() < -0.5
 
 
+def test_receptive_field_drawing_update_draws_what_a_fresh_figure_draws():
+    """Another pattern, number of layers (other colours, colour-bar ticks) or query over the same n:
+    repainted in place, pixel for pixel the figure plot_receptive_field draws anew."""
+    from globattn_lite.attention import local_global_pattern
+
+    window = local_global_pattern(4, causal=True)
+    drawing = plot.ReceptiveFieldDrawing(window, 64, 3, query=63)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(drawing.figure)))
+    cases = [
+        (window, 4, 63),
+        (local_global_pattern(6, global_tokens=2, causal=False), 12, 10),
+        (local_global_pattern(3, sinks=4, causal=True), 1, 0),
+    ]
+    for pattern, layers, query in cases:
+        assert drawing.fits(pattern, 64, layers, query=query)
+        assert drawing.update(pattern, 64, layers, query=query) is drawing
+        fresh = plot.plot_receptive_field(pattern, 64, layers, query=query)
+        np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh)))
+        assert drawing.ax.get_title() == fresh.axes[0].get_title()
+    assert not drawing.fits(window, 32, 3)
+    with pytest.raises(ValueError, match=r"update needs the layout \(n, title lines\) \(64, 3\), got \(32, 3\)"):
+        drawing.update(window, 32, 3)
+
+
 def test_softmax_drawing_update_draws_what_a_fresh_figure_draws():
     """Repainted in place (the softmax explorer's sliders): pixel for pixel the figure plot_softmax draws
     anew, including the legend, whose marks' entry matplotlib lists before the bars'."""

@@ -276,6 +276,19 @@ def test_softmax_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
         figure = ex.figure
 
 
+def test_receptive_field_explorer_repainted_in_place_shows_what_a_fresh_one_shows():
+    ex = W.receptive_field_explorer(n=64)
+    figure = ex.figure
+    for name, value in [("layers", 5), ("window", 7), ("globals", 2), ("causal", False), ("query", 9)]:
+        move(ex, name, value)
+        assert ex.figure is figure  # same n: repainted, not rebuilt
+        np.testing.assert_array_equal(decoded(ex.png), decoded(plot.figure_png(ex.figure)))
+    fresh = W.receptive_field_explorer(n=64, window=7, layers=5, global_tokens=2, causal=False, query=9)
+    np.testing.assert_array_equal(decoded(ex.png), decoded(fresh.png))
+    move(ex, "n", 48)
+    assert ex.figure is not figure
+
+
 def test_softmax_explorer_evicting_every_key_is_an_error_not_a_crash():
     ex = W.softmax_explorer(keys=4)
     ex.controls["evict"].value = 4
