@@ -19,13 +19,14 @@ may run widget callbacks on a kernel *subshell thread*, concurrently with the ma
 callbacks drawing with ``pyplot`` then intermittently produce broken figures. So every
 redraw builds a standalone ``matplotlib.figure.Figure`` (never pyplot), renders it to PNG
 bytes with the Agg canvas, and *assigns* the bytes to the Image widget, all under a lock;
-no ``with out:`` and no ``plt.show()``. The two trained-model explorers keep their Figure while
-its layout fits and repaint only what a control changes (``plot.CacheStepDrawing``,
-``plot.ModelAttentionDrawing``): a redraw from scratch took longer than the 100 ms a slider
-allows. Their titles and numbers, which change with every control, are written as HTML text
-above the picture (``.caption``) rather than drawn: rendering that text took over half of a
-repainted frame. The course also installs a JupyterLab settings override (``commsOverSubshells:
-"disabled"``) so callbacks run on the main thread.
+no ``with out:`` and no ``plt.show()``. The softmax, receptive-field and trained-model explorers
+keep their Figure while its layout fits and repaint only what a control changes
+(``plot.SoftmaxDrawing``, ``plot.ReceptiveFieldDrawing``, ``plot.ModelAttentionDrawing``,
+``plot.CacheStepDrawing``): a redraw from scratch took longer than the 100 ms a slider allows.
+The trained-model explorers' titles and numbers, which change with every control, are written
+as HTML text above the picture (``.caption``) rather than drawn: rendering that text took over
+half of a repainted frame. The course also installs a JupyterLab settings override
+(``commsOverSubshells: "disabled"``) so callbacks run on the main thread.
 
 A redraw that fails (a combination the pattern rejects, say BigBird with a single block)
 does not crash and is not swallowed: the message shows in red above the last good figure,
