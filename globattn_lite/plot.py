@@ -321,7 +321,7 @@ def _fit(fig, own, colorbar=False, **extra):
     if not own:
         return
     width, height = fig.get_size_inches()
-    lines = max(ax.get_title().count("\n") + 1 for ax in fig.axes)
+    lines = max(_lines(ax.get_title()) for ax in fig.axes)  # an untitled figure keeps 0.2 in
     top = 0.2 + lines * STYLE["title_size"] * 1.25 / 72
     right = 0.95 if colorbar else 0.25
     fig.subplots_adjust(left=0.8 / width, right=1 - right / width, bottom=0.55 / height, top=1 - top / height, **extra)
@@ -811,14 +811,19 @@ class SoftmaxDrawing:
     draws only those over a cached picture of the rest (a new figure per change took over 100 ms).
     ``fits(...)`` says whether an update keeps the layout: the same number of keys, with or without a
     sink, the same kind of eviction (none, none of the kept keys, some) and as many title lines.
+    ``titles_in_figure=False`` (the explorer): the title is not drawn but kept in ``.caption`` (lines
+    the caller shows as text), as for :class:`ModelAttentionDrawing`.
     """
 
-    def __init__(self, scores, sink_logit=None, keep=None):
+    def __init__(self, scores, sink_logit=None, keep=None, titles_in_figure=True):
         n, series, share, evicted, title = _softmax_series(scores, sink_logit, keep)
+        self.titles_in_figure = bool(titles_in_figure)
         self.layout = self._layout(n, share, keep, evicted, title)
         self.figure = CourseFigure(figsize=STYLE["figsize"], dpi=STYLE["dpi"])
         self.ax = ax = self.figure.add_subplot()
-        self.bars, self.sink_bar, self.sink_label, self.marks = _draw_softmax(ax, n, series, share, evicted, title)
+        shown = title if self.titles_in_figure else ""
+        self.bars, self.sink_bar, self.sink_label, self.marks = _draw_softmax(ax, n, series, share, evicted, shown)
+        self.caption = [] if self.titles_in_figure else _caption([title])
         _fit(self.figure, True)
         self.legend = ax.get_legend()
         shown = {t.get_text(): t for t in self.legend.get_texts()}  # matplotlib puts the marks' entry first
@@ -834,12 +839,18 @@ class SoftmaxDrawing:
             + [a for a in (self.marks,) if a is not None]
             + [*ax.spines.values()]
             + [a for a in (self.sink_label,) if a is not None]
-            + [ax.title, self.legend],
+            + ([ax.title] if self.titles_in_figure else [])
+            + [self.legend],
         )
 
-    @staticmethod
-    def _layout(n, share, keep, evicted, title):
-        return (n, share is not None, keep is not None, len(evicted) > 0, _lines(title))
+    def _layout(self, n, share, keep, evicted, title):
+        return (
+            n,
+            share is not None,
+            keep is not None,
+            len(evicted) > 0,
+            _lines(title) if self.titles_in_figure else None,
+        )
 
     def fits(self, scores, sink_logit=None, keep=None):
         """Whether ``update`` can show these (see the class docstring); bad arguments raise as in plot_softmax."""
@@ -866,7 +877,10 @@ class SoftmaxDrawing:
         if self.marks is not None:
             self.marks.set_data(evicted, np.zeros(len(evicted)))
         self.ax.set_ylim(0, _softmax_top(series, share))
-        self.ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        if self.titles_in_figure:
+            self.ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        else:
+            self.caption = _caption([title])
         return self
 
     def png(self) -> bytes:
@@ -933,34 +947,43 @@ class ReceptiveFieldDrawing:
     the heatmap, its colours, the colour bar, the query's outline and the title in place, ``png()`` draws
     only those over a cached picture of the rest (a new figure per change took over 100 ms). ``fits``
     says whether an update keeps the layout: the same n and as many title lines.
+    ``titles_in_figure=False`` (the explorer): the title is not drawn but kept in ``.caption`` (lines
+    the caller shows as text), as for :class:`ModelAttentionDrawing`.
     """
 
-    def __init__(self, pattern, n, layers, *, query=None):
-        args = _receptive_field_args(pattern, n, layers, query)
-        self.layout = (args[0], _lines(args[-1]))
+    def __init__(self, pattern, n, layers, *, query=None, titles_in_figure=True):
+        self.titles_in_figure = bool(titles_in_figure)
+        *args, title = _receptive_field_args(pattern, n, layers, query)
+        self.layout = self._layout(args[0], title)
         self.figure = CourseFigure(figsize=STYLE["figsize"], dpi=STYLE["dpi"])
         self.ax = ax = self.figure.add_subplot()
-        self.image, self.colorbar, self.outline = _draw_receptive_field(ax, *args)
+        shown = title if self.titles_in_figure else ""
+        self.image, self.colorbar, self.outline = _draw_receptive_field(ax, *args, shown)
+        self.caption = [] if self.titles_in_figure else _caption([title])
         _fit(self.figure, True, colorbar=True)
         # redrawn, in draw order: the heatmap's image, outline, tick marks, spines and title, then the
         # colour bar's axes (its colours and ticks follow the layers); the heatmap's tick labels stay
         self._layers = _LayeredPNG(
             self.figure,
-            [self.image, self.outline, _TickMarks(ax.xaxis), _TickMarks(ax.yaxis), *ax.spines.values(), ax.title]
+            [self.image, self.outline, _TickMarks(ax.xaxis), _TickMarks(ax.yaxis), *ax.spines.values()]
+            + ([ax.title] if self.titles_in_figure else [])
             + [self.colorbar.ax],
         )
 
+    def _layout(self, n, title):
+        return (n, _lines(title) if self.titles_in_figure else None)
+
     def fits(self, pattern, n, layers, *, query=None):
-        """Whether ``update`` can show these: the same n and number of title lines."""
+        """Whether ``update`` can show these: the same n (and number of title lines if the title is drawn)."""
         args = _receptive_field_args(pattern, n, layers, query)
-        return (args[0], _lines(args[-1])) == self.layout
+        return self._layout(args[0], args[-1]) == self.layout
 
     def update(self, pattern, n, layers, *, query=None):
         """Show another pattern, number of layers or query in the same layout, see ``fits``."""
         n, layers, query, first, cmap, ticks, title = _receptive_field_args(pattern, n, layers, query)
-        if (n, _lines(title)) != self.layout:
+        if self._layout(n, title) != self.layout:
             raise ValueError(
-                f"update needs the layout (n, title lines) {self.layout}, got {(n, _lines(title))}; "
+                f"update needs the layout (n, title lines) {self.layout}, got {self._layout(n, title)}; "
                 "draw a new figure instead"
             )
         self.image.set_data(first)
@@ -969,7 +992,10 @@ class ReceptiveFieldDrawing:
         self.colorbar.update_normal(self.image)
         self.colorbar.set_ticks(ticks)
         self.outline.set_y(query - 0.5)
-        self.ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        if self.titles_in_figure:
+            self.ax.set_title(title, fontsize=STYLE["title_size"], y=1.0)
+        else:
+            self.caption = _caption([title])
         return self
 
     def png(self) -> bytes:

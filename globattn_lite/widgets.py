@@ -357,7 +357,7 @@ def softmax_explorer(keys=12, temperature=1.0, sink_logit=0.0, use_sink=True, ev
         drawing = drawn.get("drawing")
         if drawing is not None and drawing.fits(scores, sink_logit, keep):
             return drawing.update(scores, sink_logit, keep)
-        drawn["drawing"] = plot.SoftmaxDrawing(scores, sink_logit, keep)
+        drawn["drawing"] = plot.SoftmaxDrawing(scores, sink_logit, keep, titles_in_figure=False)
         return drawn["drawing"]
 
     return Explorer("Softmax explorer", controls, draw, sync)
@@ -406,7 +406,7 @@ def receptive_field_explorer(n=64, window=None, layers=3, global_tokens=0, causa
         drawing = drawn.get("drawing")
         if drawing is not None and drawing.fits(*args, query=v["query"]):
             return drawing.update(*args, query=v["query"])
-        drawn["drawing"] = plot.ReceptiveFieldDrawing(*args, query=v["query"])
+        drawn["drawing"] = plot.ReceptiveFieldDrawing(*args, query=v["query"], titles_in_figure=False)
         return drawn["drawing"]
 
     return Explorer("Receptive-field explorer", controls, draw, sync)

@@ -32,7 +32,8 @@ EXPLORERS = [
     "cache_explorer",
 ]
 PLAYERS = ["cache_explorer"]  # explorers with a Play button that steps a slider
-CAPTIONED = ["attention_explorer", "cache_explorer"]  # explorers whose titles and numbers are text
+# explorers whose titles (and numbers) are text above the picture
+CAPTIONED = ["softmax_explorer", "receptive_field_explorer", "attention_explorer", "cache_explorer"]
 # Smallest fraction of an explorer image's rows and of its columns that hold something drawn: a
 # figure with axes spans most of both; the broken 'title only' figures of the subshell race
 # (jupyterlab/jupyterlab#19719) cover a thin band of rows.

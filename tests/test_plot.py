@@ -340,6 +340,30 @@ def test_softmax_drawing_update_draws_what_a_fresh_figure_draws():
             drawing.update(**args)
 
 
+def test_softmax_and_receptive_field_drawings_can_leave_their_title_to_a_caption():
+    from globattn_lite.attention import local_global_pattern
+
+    s = np.array([3.0, 0.5, 0.0, 1.0])
+    titled = plot.plot_softmax(s, sink_logit=1.0)
+    drawing = plot.SoftmaxDrawing(s, sink_logit=1.0, titles_in_figure=False)
+    assert drawing.caption == titled.axes[0].get_title().splitlines() and not drawing.ax.get_title()
+    drawing.update(s * 2, sink_logit=1.0)
+    fresh = plot.SoftmaxDrawing(s * 2, sink_logit=1.0, titles_in_figure=False)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh.figure)))
+    assert drawing.caption == plot.plot_softmax(s * 2, sink_logit=1.0).axes[0].get_title().splitlines()
+    # no room is kept for a title: the axes reach higher
+    assert drawing.ax.get_position().y1 > titled.axes[0].get_position().y1
+
+    window = local_global_pattern(4, causal=True)
+    titled = plot.plot_receptive_field(window, 32, 3)
+    drawing = plot.ReceptiveFieldDrawing(window, 32, 3, titles_in_figure=False)
+    assert drawing.caption == titled.axes[0].get_title().splitlines() and not drawing.ax.get_title()
+    drawing.update(window, 32, 5, query=3)
+    fresh = plot.ReceptiveFieldDrawing(window, 32, 5, query=3, titles_in_figure=False)
+    np.testing.assert_array_equal(pixels(drawing.png()), pixels(plot.figure_png(fresh.figure)))
+    assert drawing.caption == fresh.caption and "query 3 reaches" in drawing.caption[1]
+
+
 def test_plot_softmax_keep_all_and_single_key():
     s = np.array([0.3, -0.2, 1.5])
     ax = plot.plot_softmax(s, keep=np.ones(3, dtype=bool)).axes[0]

@@ -42,7 +42,8 @@ def decoded(png: bytes) -> np.ndarray:
 
 
 def title(explorer) -> str:
-    return explorer.figure.axes[0].get_title()
+    """The explorer's title text: its caption lines (the text above the picture), else the figure's title."""
+    return "\n".join(explorer.caption) if explorer.caption else explorer.figure.axes[0].get_title()
 
 
 def move(explorer, name, value):
@@ -89,7 +90,8 @@ def test_explorer_builds_and_has_a_static_fallback(factory):
     assert all(c in ex.children[1].children for c in ex.controls.values())  # the two-column grid
     bundle = ex._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle  # the live widget ...
-    assert base64.b64decode(bundle["image/png"]) == ex.png  # ... and a picture for GitHub / nbconvert
+    assert base64.b64decode(bundle["image/png"]) == ex.static_png  # ... and a picture for GitHub / nbconvert
+    assert (ex.static_png == ex.png) == (not ex.caption)  # with the caption, if any, drawn above the figure
     assert bundle["text/plain"].startswith(ex.title)
     for control in ex.controls.values():  # expensive sliders redraw on release only
         if isinstance(control, W.widgets.IntSlider) and control.description.startswith(("n", "window", "layers")):
