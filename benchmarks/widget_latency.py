@@ -77,8 +77,11 @@ def cases():
         out.append(("mask_explorer", n, "query", [n // 2, n - 1], target, make))
         out.append(("mask_explorer", n, "window", [8, 16], target, make))
         out.append(("mask_explorer", n, "family", ["BigBird", "band + global"], target, make))
+    # a repaint of the kept figure, then a control that changes its layout (a new figure each time)
     out.append(("softmax_explorer", 16, "temperature", [1.0, 2.0], 0.1, lambda: W.softmax_explorer(keys=16)))
+    out.append(("softmax_explorer", 16, "keys", [16, 17], 0.1, lambda: W.softmax_explorer(keys=16)))
     out.append(("receptive_field_explorer", 64, "layers", [3, 4], 0.1, lambda: W.receptive_field_explorer(n=64)))
+    out.append(("receptive_field_explorer", 64, "n", [64, 65], 0.1, lambda: W.receptive_field_explorer(n=64)))
     out.append(("kv_budget_explorer", "-", "tokens", [32768, 65536], 0.1, lambda: W.kv_budget_explorer()))
 
     # the trained-model explorers: a model forward per new input, precomputed runs per cache step

@@ -768,8 +768,9 @@ def plot_softmax(scores, sink_logit=None, keep=None, ax=None):
     if ax is None:
         return SoftmaxDrawing(scores, sink_logit, keep).figure
     n, series, share, evicted, title = _softmax_series(scores, sink_logit, keep)
+    fig, ax, _ = _figure_and_axes(ax)  # checks ax
     _draw_softmax(ax, n, series, share, evicted, title)
-    return _root_figure(ax)
+    return fig
 
 
 def _draw_softmax(ax, n, series, share, evicted, title):
@@ -821,6 +822,8 @@ class SoftmaxDrawing:
         self.layout = self._layout(n, share, keep, evicted, title)
         self.figure = CourseFigure(figsize=STYLE["figsize"], dpi=STYLE["dpi"])
         self.ax = ax = self.figure.add_subplot()
+        ax.set_axisbelow("line")  # the draw order the repainted layers follow, whatever the style says
+        ax.grid(False)
         shown = title if self.titles_in_figure else ""
         self.bars, self.sink_bar, self.sink_label, self.marks = _draw_softmax(ax, n, series, share, evicted, shown)
         self.caption = [] if self.titles_in_figure else _caption([title])
@@ -925,8 +928,10 @@ def plot_receptive_field(pattern, n, layers, ax=None, *, query=None):
     """
     if ax is None:
         return ReceptiveFieldDrawing(pattern, n, layers, query=query).figure
-    _draw_receptive_field(ax, *_receptive_field_args(pattern, n, layers, query))
-    return _root_figure(ax)
+    args = _receptive_field_args(pattern, n, layers, query)
+    fig, ax, _ = _figure_and_axes(ax)  # checks ax
+    _draw_receptive_field(ax, *args)
+    return fig
 
 
 def _draw_receptive_field(ax, n, layers, query, first, cmap, ticks, title):
@@ -957,6 +962,8 @@ class ReceptiveFieldDrawing:
         self.layout = self._layout(args[0], title)
         self.figure = CourseFigure(figsize=STYLE["figsize"], dpi=STYLE["dpi"])
         self.ax = ax = self.figure.add_subplot()
+        ax.set_axisbelow("line")  # the draw order the repainted layers follow, whatever the style says
+        ax.grid(False)
         shown = title if self.titles_in_figure else ""
         self.image, self.colorbar, self.outline = _draw_receptive_field(ax, *args, shown)
         self.caption = [] if self.titles_in_figure else _caption([title])

@@ -9,8 +9,8 @@ Each function returns an :class:`Explorer` (an ``ipywidgets.VBox``) with
 ``.controls`` (dict name -> widget), ``.figure`` (the current matplotlib Figure),
 ``.image`` (the ``ipywidgets.Image`` holding its PNG), ``.status`` (HTML: the live counts or
 the caption, or the error), ``.numbers`` (the numbers the current figure shows, for explorers
-that compute some), ``.caption`` (the lines of text a trained-model explorer shows above its
-picture instead of drawing them), ``.error`` / ``.errors`` (the last / every exception a redraw
+that compute some), ``.caption`` (the lines of text an explorer that repaints in place shows
+above its picture instead of drawing them), ``.error`` / ``.errors`` (the last / every exception a redraw
 raised) and ``.refresh()``. Set a control (``ex.controls["n"].value = 128``) and the figure
 is redrawn at once, also headless, so tests can check what it shows.
 
@@ -23,9 +23,9 @@ no ``with out:`` and no ``plt.show()``. The softmax, receptive-field and trained
 keep their Figure while its layout fits and repaint only what a control changes
 (``plot.SoftmaxDrawing``, ``plot.ReceptiveFieldDrawing``, ``plot.ModelAttentionDrawing``,
 ``plot.CacheStepDrawing``): a redraw from scratch took longer than the 100 ms a slider allows.
-The trained-model explorers' titles and numbers, which change with every control, are written
-as HTML text above the picture (``.caption``) rather than drawn: rendering that text took over
-half of a repainted frame. The course also installs a JupyterLab settings override
+Their titles (and numbers), which change with every control, are written as HTML text above the
+picture (``.caption``) rather than drawn: rendering that text took a quarter to over half of a
+repainted frame. The course also installs a JupyterLab settings override
 (``commsOverSubshells: "disabled"``) so callbacks run on the main thread.
 
 A redraw that fails (a combination the pattern rejects, say BigBird with a single block)
@@ -134,7 +134,7 @@ class Explorer(widgets.VBox):
                 fig, numbers = fig if isinstance(fig, tuple) else (fig, {})
                 if isinstance(fig, Figure):
                     png, caption = plot.figure_png(fig), []
-                else:  # a drawing that redraws only what changed (the trained-model explorers)
+                else:  # a drawing that redraws only what changed (plot.SoftmaxDrawing and the like)
                     caption = getattr(fig, "caption", [])
                     assert isinstance(caption, list), type(caption)  # lines, not one string
                     fig, png, caption = fig.figure, fig.png(), list(caption)
@@ -371,7 +371,7 @@ def receptive_field_explorer(n=64, window=None, layers=3, global_tokens=0, causa
 
     The pattern is ``local_global_pattern(window, ...)``: causal (window W keys, ``globals``
     sinks) or bidirectional (radius r, ``globals`` symmetric global tokens). The heatmap shows
-    the first layer at which each key reaches each query; the title gives the chosen query's
+    the first layer at which each key reaches each query; the text above it gives the chosen query's
     reach and the hops from key 0. Defaults: window min(4, n), query n - 1. Returns an :class:`Explorer`.
     """
     n = int_arg("n", n, minimum=2, maximum=256)

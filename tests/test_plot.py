@@ -364,6 +364,19 @@ def test_softmax_and_receptive_field_drawings_can_leave_their_title_to_a_caption
     assert drawing.caption == fresh.caption and "query 3 reaches" in drawing.caption[1]
 
 
+def test_plot_softmax_and_receptive_field_into_given_axes_and_a_bad_ax():
+    from globattn_lite.attention import local_global_pattern
+
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert plot.plot_softmax([1.0, 0.0], ax=left) is fig and len(left.patches) == 2
+    assert plot.plot_receptive_field(local_global_pattern(2), 8, 2, ax=right) is fig and right.images
+    with pytest.raises(TypeError, match="ax must be a matplotlib Axes or None, got str"):
+        plot.plot_softmax([1.0, 0.0], ax="x")
+    with pytest.raises(TypeError, match="ax must be a matplotlib Axes or None, got str"):
+        plot.plot_receptive_field(local_global_pattern(2), 8, 2, ax="x")
+
+
 def test_plot_softmax_keep_all_and_single_key():
     s = np.array([0.3, -0.2, 1.5])
     ax = plot.plot_softmax(s, keep=np.ones(3, dtype=bool)).axes[0]
