@@ -130,6 +130,16 @@ def _fast_png(rgba, dpi) -> bytes:
     )
 
 
+def _png_dpi(png) -> int:
+    """The dpi a PNG stores (its pHYs chunk, in pixels per metre), else STYLE's."""
+    at = png.find(b"pHYs", 8)
+    if at >= 4:
+        x, _, unit = struct.unpack(">IIB", png[at + 4 : at + 13])
+        if unit == 1 and round(x * 0.0254) >= 1:
+            return round(x * 0.0254)
+    return STYLE["dpi"]
+
+
 def captioned_png(png, lines) -> bytes:
     """PNG bytes of the picture ``png`` with ``lines`` of text drawn above it (the first in bold),
     each wrapped, as measured by the renderer, to the picture's width; no lines: ``png`` unchanged.
@@ -138,7 +148,7 @@ def captioned_png(png, lines) -> bytes:
     titles and numbers to the text beside it (``ModelAttentionDrawing(..., titles_in_figure=False)``).
     """
     from matplotlib.font_manager import FontProperties
-    from PIL import Image  # matplotlib's own PNG dependency
+    from matplotlib.image import imread
 
     if isinstance(lines, str):
         raise TypeError("lines must be a list of strings, got a single string")
@@ -147,10 +157,12 @@ def captioned_png(png, lines) -> bytes:
         raise TypeError("lines must be a list of strings")
     if not lines:
         return png
-    with Image.open(io.BytesIO(png)) as opened:
-        picture = np.asarray(opened.convert("RGBA"))
-        stored = opened.info.get("dpi")
-    dpi = round(stored[0]) if stored and stored[0] >= 1 else STYLE["dpi"]
+    picture = np.round(imread(io.BytesIO(png), format="png") * 255).astype(np.uint8)  # 8-bit in, exact
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, axis=-1)
+    if picture.shape[2] == 3:
+        picture = np.concatenate([picture, np.full(picture.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    dpi = _png_dpi(png)
     size, margin = STYLE["label_size"], 0.1  # points, inches
     renderer = FigureCanvasAgg(Figure(dpi=dpi)).get_renderer()
     room = picture.shape[1] - 2 * margin * dpi  # pixels a line may take
