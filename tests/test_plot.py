@@ -317,6 +317,19 @@ def test_receptive_field_drawing_update_draws_what_a_fresh_figure_draws():
         drawing.update(window, 32, 3)
 
 
+def test_a_fits_then_update_prepares_the_arguments_once(monkeypatch):
+    from globattn_lite.attention import local_global_pattern
+
+    pattern = local_global_pattern(4, causal=True)
+    drawing = plot.ReceptiveFieldDrawing(pattern, 32, 3)
+    calls, prepare = [], plot._receptive_field_args
+    monkeypatch.setattr(plot, "_receptive_field_args", lambda *a: calls.append(a) or prepare(*a))
+    assert drawing.fits(pattern, 32, 4) and drawing.update(pattern, 32, 4) is drawing
+    assert len(calls) == 1  # the hop matrix once, not twice
+    drawing.update(local_global_pattern(4, causal=True), 32, 4)  # another object: prepared anew
+    assert len(calls) == 2
+
+
 def test_softmax_drawing_update_draws_what_a_fresh_figure_draws():
     """Repainted in place (the softmax explorer's sliders): pixel for pixel the figure plot_softmax draws
     anew, including the legend, whose marks' entry matplotlib lists before the bars'."""
