@@ -44,9 +44,12 @@ class TinyConfig:
     max_len: int = 256  # longest sequence (prepended tokens included) for learned positions
     positions: str = "learned"  # "learned" or "rotary"
     n_global: int = 0  # learnable tokens prepended to every sequence (global / sink tokens)
+    global_init_std: float = 0.02  # their initial size (the token embeddings start at 0.02)
+    attn_scale: float | None = None  # attention scores q.k * attn_scale; None: the usual 1/sqrt(d_head)
 
     def __post_init__(self):  # built by the experiments from their configs and checkpoints
-        assert self.vocab_size >= 2 and self.n_global >= 0, self
+        assert self.vocab_size >= 2 and self.n_global >= 0 and self.global_init_std > 0, self
+        assert self.attn_scale is None or self.attn_scale > 0, self
         assert min(self.n_layer, self.n_head, self.d_model, self.max_len) >= 1, self
         assert self.positions in ("learned", "rotary"), self.positions
         assert self.d_model % self.n_head == 0, "d_model must be divisible by n_head"
@@ -83,6 +86,9 @@ class SelfAttention(nn.Module):
     def __init__(self, cfg: TinyConfig):
         super().__init__()
         self.n_head, self.rotary = cfg.n_head, cfg.positions == "rotary"
+        d_head = cfg.d_model // cfg.n_head
+        # attend() divides by sqrt(d_head); another scale multiplies q by attn_scale * sqrt(d_head) first
+        self.q_gain = None if cfg.attn_scale is None else cfg.attn_scale * d_head**0.5
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
@@ -126,6 +132,8 @@ class SelfAttention(nn.Module):
             q, mask = q[:, :, -1:], mask[-1:]
         if self.rotary:
             q, k = rotate(q, pos[-q.shape[2] :]), rotate(k, pos)
+        if self.q_gain is not None:
+            q = q * self.q_gain
         y, w = self.attend(q, k, v, mask, need_weights)
         B, H, N, Dh = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, N, H * Dh)), w
@@ -159,7 +167,9 @@ class TinyTransformer(nn.Module):
         self.cfg = cfg
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
-        self.globals = nn.Parameter(0.02 * torch.randn(cfg.n_global, cfg.d_model)) if cfg.n_global else None
+        self.globals = (
+            nn.Parameter(cfg.global_init_std * torch.randn(cfg.n_global, cfg.d_model)) if cfg.n_global else None
+        )
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
@@ -240,32 +250,57 @@ class TinyTransformer(nn.Module):
 
 class KVCache:
     """Per-layer key/value cache holding at most ``size`` entries: the first ``sinks`` ever added
-    (attention sinks, StreamingLLM) plus the most recent ``size - sinks``. ``size=None`` keeps all."""
+    (attention sinks, StreamingLLM) plus the most recent ``size - sinks``. ``size=None`` keeps all.
 
-    def __init__(self, n_layer: int, size: int | None = None, sinks: int = 0):
+    Two ablations of the sinks (notebook 05): only the layers in ``sink_layers`` (default: every
+    layer) keep them, the others evict like a plain window of ``size`` entries; and with
+    ``zero_sink_values`` the later entries of the layers that keep them read the sinks' values as
+    zeros, so a sink still takes its share e^{q.k_sink} / Z of every softmax but adds nothing to the
+    output (a pure gate); the sinks' own steps are left as they are.
+    """
+
+    def __init__(
+        self,
+        n_layer: int,
+        size: int | None = None,
+        sinks: int = 0,
+        sink_layers: tuple[int, ...] | None = None,
+        zero_sink_values: bool = False,
+    ):
         assert 0 <= sinks and (size is None or sinks < size), f"sinks ({sinks}) must be < size ({size})"
+        assert sink_layers is None or set(sink_layers) <= set(range(n_layer)), (sink_layers, n_layer)
         self.size, self.sinks = size, sinks
+        self.sink_layers = tuple(range(n_layer)) if sink_layers is None else tuple(sink_layers)
+        self.zero_sink_values = zero_sink_values
         self.k = [None] * n_layer
         self.v = [None] * n_layer
+
+    def layer_sinks(self, layer: int) -> int:
+        """How many sinks ``layer`` keeps: ``sinks``, or 0 if the layer is not in ``sink_layers``."""
+        return self.sinks if layer in self.sink_layers else 0
 
     def add(self, layer, k, v):
         """Append (B, H, 1, D) k/v to ``layer``, evict, and return the kept (B, H, m, D) k, v."""
         if self.k[layer] is not None:
             k = torch.cat([self.k[layer], k], dim=2)
             v = torch.cat([self.v[layer], v], dim=2)
+        sinks = self.layer_sinks(layer)
         if self.size is not None and k.shape[2] > self.size:
-            recent = self.size - self.sinks
-            k = torch.cat([k[:, :, : self.sinks], k[:, :, -recent:]], dim=2)
-            v = torch.cat([v[:, :, : self.sinks], v[:, :, -recent:]], dim=2)
+            recent = self.size - sinks
+            k = torch.cat([k[:, :, :sinks], k[:, :, -recent:]], dim=2)
+            v = torch.cat([v[:, :, :sinks], v[:, :, -recent:]], dim=2)
         self.k[layer], self.v[layer] = k, v
+        if self.zero_sink_values and sinks and k.shape[2] > sinks:  # not while a sink itself is the query
+            v = torch.cat([torch.zeros_like(v[:, :, :sinks]), v[:, :, sinks:]], dim=2)
         return k, v
 
-    def kept(self, added: int) -> list[int]:
-        """Which entries (0-based, in the order they were added) the cache holds after ``added``
+    def kept(self, added: int, layer: int = 0) -> list[int]:
+        """Which entries (0-based, in the order they were added) ``layer`` holds after ``added``
         additions, in cache order: the entry at list index j has position j (see ``step``)."""
         if self.size is None or added <= self.size:
             return list(range(added))
-        return list(range(self.sinks)) + list(range(added - (self.size - self.sinks), added))
+        sinks = self.layer_sinks(layer)
+        return list(range(sinks)) + list(range(added - (self.size - sinks), added))
 
     def ring_slot(self, entry: int) -> int:
         """Where entry ``entry`` sits if the cache is stored as a fixed array of ``size`` slots: the

@@ -87,6 +87,57 @@ def test_kv_cache_keeps_sinks_and_recent():
         KVCache(1, size=4, sinks=4)
 
 
+def test_kv_cache_keeps_the_sinks_only_in_its_sink_layers():
+    cache = KVCache(2, size=4, sinks=1, sink_layers=(0,))
+    for t in range(7):
+        for layer in (0, 1):
+            k, _ = cache.add(layer, torch.full((1, 1, 1, 1), float(t)), torch.zeros(1, 1, 1, 1))
+            assert k.flatten().tolist() == cache.kept(t + 1, layer)
+    assert cache.kept(7, 0) == [0, 4, 5, 6] and cache.kept(7, 1) == [3, 4, 5, 6]  # layer 1: a plain window
+    with pytest.raises(AssertionError):
+        KVCache(2, size=4, sinks=1, sink_layers=(2,))
+
+
+def test_kv_cache_reads_zero_sink_values_but_keeps_their_keys():
+    cache = KVCache(2, size=4, sinks=1, sink_layers=(1,), zero_sink_values=True)
+    for t in range(6):
+        entry = torch.full((1, 1, 1, 1), float(t + 1))
+        k0, v0 = cache.add(0, entry, entry)
+        k1, v1 = cache.add(1, entry, entry)
+        assert torch.equal(k0, v0) and v0.flatten().tolist() == [e + 1 for e in cache.kept(t + 1, 0)]  # no sink
+        assert k1.flatten().tolist() == [e + 1 for e in cache.kept(t + 1, 1)]  # keys as stored
+        if t == 0:  # the sink's own step reads its value
+            assert v1.flatten().tolist() == [1.0]
+        else:  # every later entry reads it as zero
+            assert v1.flatten().tolist() == [0.0] + [e + 1.0 for e in cache.kept(t + 1, 1)[1:]]
+    assert cache.v[1][0, 0, 0, 0] == 1.0  # what the cache stores is unchanged
+    k0, v0 = cache.add(0, torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1))
+    assert v0.flatten().tolist()[:3] == [4.0, 5.0, 6.0]  # layer 0 keeps no sink: a window, values as they are
+
+
+def test_attention_scale_multiplies_the_scores():
+    """attn_scale = 1/sqrt(d_head) is the default; any other scale c equals the default model with its
+    query weights multiplied by c * sqrt(d_head)."""
+    base = make(positions="rotary", n_layer=2)
+    x, c, d_head = ids(n=9), 0.7, 64 // 4
+    same = TinyTransformer(TinyConfig(**{**base.cfg.to_dict(), "attn_scale": d_head**-0.5}))
+    same.load_state_dict(base.state_dict())
+    torch.testing.assert_close(same(x, P.causal()), base(x, P.causal()), atol=1e-6, rtol=1e-5)
+    sharp = TinyTransformer(TinyConfig(**{**base.cfg.to_dict(), "attn_scale": c}))
+    sharp.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        for block in base.blocks:  # rows 0..d-1 of qkv make q
+            block.attn.qkv.weight[:64] *= c * d_head**0.5
+            block.attn.qkv.bias[:64] *= c * d_head**0.5
+    torch.testing.assert_close(sharp(x, P.causal()), base(x, P.causal()), atol=1e-5, rtol=1e-4)
+    _, w = sharp(x, P.causal(), need_weights=True)  # the weights the layer uses
+    cache, steps = KVCache(2), []
+    for t in range(9):
+        steps = []
+        sharp.step(sharp.tok(x[:, t]), cache, steps)
+    torch.testing.assert_close(steps[0], w[0][:, :, -1], atol=1e-5, rtol=1e-4)
+
+
 def test_internal_configurations_assert_and_masks_are_named():
     # TinyConfig, KVCache and the ids are filled by the package itself: they assert
     with pytest.raises(AssertionError, match="^alibi$"):
