@@ -123,6 +123,39 @@ def test_recompute_and_window_agree_before_the_first_eviction():
         E.stream_nll(model, ids, "lru")
 
 
+def test_sink_ablations_lie_between_the_window_and_sinks_policies():
+    """No layer keeping the sink is the "window" policy and every layer "sinks"; the values-as-zeros
+    ablation is checked on a model whose values are all zero (nothing to remove) and on one whose are not."""
+    torch.manual_seed(0)
+    model = TinyTransformer(TinyConfig(16, n_layer=3, d_model=32, positions="rotary", n_global=1)).eval()
+    ids = torch.from_numpy(MarkovSource(16, seed=0).sample(2, 30, seed=1))
+    window, sinks = E.stream_nll(model, ids, "window", 8), E.stream_nll(model, ids, "sinks", 8, sinks=1)
+    assert not torch.allclose(window, sinks)
+    assert torch.equal(E.sink_ablation_nll(model, ids, 8, layers=()), window)
+    assert torch.equal(E.sink_ablation_nll(model, ids, 8, layers=(0, 1, 2)), sinks)
+    only0 = E.sink_ablation_nll(model, ids, 8, layers=(0,))
+    assert not torch.allclose(only0, window) and not torch.allclose(only0, sinks)
+    torch.testing.assert_close(only0[:, :6], sinks[:, :6])  # before the first eviction every policy agrees
+    assert not torch.allclose(E.sink_ablation_nll(model, ids, 8, zero_values=True), sinks)
+    got = E.sink_ablation(model, ids, 8)
+    assert list(got) == [
+        "sink kept in layer 0 only",
+        "sink kept in layers 1-2 only",
+        "sink kept in every layer, its values read as zeros",
+    ]
+    assert got["sink kept in layer 0 only"] == pytest.approx(float(only0.mean().exp()), abs=1e-4)
+    assert list(E.sink_ablations(2))[1] == "sink kept in layer 1 only" and len(E.sink_ablations(1)) == 2
+    d = model.cfg.d_model
+    with torch.no_grad():
+        for block in model.blocks:  # every value vector zero: a sink's value has nothing to take away
+            block.attn.qkv.weight[2 * d :] = 0
+            block.attn.qkv.bias[2 * d :] = 0
+    zeroed = E.sink_ablation_nll(model, ids, 8, zero_values=True)
+    torch.testing.assert_close(zeroed, E.stream_nll(model, ids, "sinks", 8, sinks=1), atol=0, rtol=0)
+    with pytest.raises(AssertionError, match="needs a model with a prepended sink token"):
+        E.sink_ablation_nll(TinyTransformer(TinyConfig(16, n_layer=1, d_model=32, positions="rotary")), ids)
+
+
 def test_load_models_names_a_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m globattn_lite.experiments long_range"):
         E.load_models("long_range", tmp_path)
@@ -198,12 +231,20 @@ def test_shipped_streaming_reproduces():
     recorded = _shipped("streaming")["results"]
     got = E.evaluate_streaming()
     assert got["floor_ppl"] == pytest.approx(recorded["floor_ppl"], rel=1e-6)
-    for model in ("no sink token", "sink token"):
+    assert [k for k in got if isinstance(got[k], dict)] == list(E.STREAMING_MODELS)
+    for model in E.STREAMING_MODELS:
         assert got[model]["ppl"].keys() == recorded[model]["ppl"].keys(), model  # no recorded policy missing
         for policy, ppl in got[model]["ppl"].items():
             assert ppl == pytest.approx(recorded[model]["ppl"][policy], rel=PPL_RTOL), (model, policy)
         for what, per_layer in got[model]["attention_mass"].items():
             np.testing.assert_allclose(per_layer, recorded[model]["attention_mass"][what], atol=MASS_TOL)
+    for model in E.STREAMING_MODELS[1:]:
+        ablation, wanted = got[model]["sink ablation"], recorded[model]["sink ablation"]
+        assert ablation.keys() == wanted.keys() == {"64", "16"}
+        for C, rows in ablation.items():
+            assert rows.keys() == wanted[C].keys()
+            for what, ppl in rows.items():
+                assert ppl == pytest.approx(wanted[C][what], rel=PPL_RTOL), (model, C, what)
 
 
 @pytest.mark.slow
@@ -224,18 +265,40 @@ def test_cli_quick_streaming_run_records_the_extra_seed(quick_checkpoints):
 def test_shipped_streaming_results_hold_what_the_lessons_say_on_every_recorded_seed():
     """What notebook 05 and the README say of the shipped run, checked on its results file, for each seed:
     sink + recent matches recomputation, evicting the learned sink token costs more than evicting the plain
-    model's first tokens (which costs nothing), and dense attention past the training length blows up."""
+    model's first tokens (which costs nothing) and more again with sharper attention, and dense attention
+    past the training length blows up."""
     shipped = _shipped("streaming")
     runs = [shipped["results"]] + [v["results"] for v in shipped["other_seeds"].values()]
     assert len(runs) >= 2
     for r in runs:
-        sink, plain = r["sink token"]["ppl"], r["no sink token"]["ppl"]
+        plain, sink, sharp = (r[name]["ppl"] for name in E.STREAMING_MODELS)
         for C, kept in ((64, "sink token + 63 recent"), (16, "sink token + 15 recent")):
-            assert sink[kept] == pytest.approx(sink[f"recompute (last {C})"], rel=0.01)
+            for model in (sink, sharp):
+                assert model[kept] == pytest.approx(model[f"recompute (last {C})"], rel=0.01)
             assert plain[f"window (last {C})"] == pytest.approx(plain[f"recompute (last {C})"], rel=0.01)
             assert sink[f"window (last {C})"] > 1.01 * sink[kept]
+            # the order on every seed: sharper attention makes evicting the sink cost more
+            assert sharp[f"window (last {C})"] / sharp[kept] > 1.2 * sink[f"window (last {C})"] / sink[kept]
         assert plain["dense over the whole stream (1024)"] > 2 * plain["recompute (last 64)"]
         assert sink["dense over the whole stream (1024)"] > 2 * sink["recompute (last 64)"]
+
+
+@pytest.mark.slow
+def test_shipped_sink_ablation_holds_what_lesson_05_says_on_every_recorded_seed():
+    """Notebook 05 on the sink ablation, for each recorded seed and cache size: the whole cost of evicting
+    the sink token sits in layer 0 (kept there alone it gives back sink + recent, kept only in the layers
+    above it gives back nothing), and read as zeros its values are not what the model needs: the kept
+    sink still gives back most of what evicting it cost."""
+    shipped = _shipped("streaming")
+    runs = [shipped["results"]] + [v["results"] for v in shipped["other_seeds"].values()]
+    for r, model in ((r, model) for r in runs for model in E.STREAMING_MODELS[1:]):
+        ppl, ablation = r[model]["ppl"], r[model]["sink ablation"]
+        for C in (64, 16):
+            window, kept, rows = ppl[f"window (last {C})"], ppl[f"sink token + {C - 1} recent"], ablation[str(C)]
+            assert rows["sink kept in layer 0 only"] == pytest.approx(kept, rel=0.005), (model, C)
+            assert rows["sink kept in layers 1-2 only"] == pytest.approx(window, rel=0.005), (model, C)
+            zero = rows["sink kept in every layer, its values read as zeros"]
+            assert window - zero >= 0.75 * (window - kept), (model, C)
 
 
 def test_memory_mask_hides_inactive_slots():

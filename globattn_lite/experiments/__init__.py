@@ -51,10 +51,16 @@ from .registry import (
     results_table,
 )
 from .streaming import (
+    MODELS as STREAMING_MODELS,
+)
+from .streaming import (
     STREAMING,
     attention_mass,
     evaluate_streaming,
     running_perplexity,
+    sink_ablation,
+    sink_ablation_nll,
+    sink_ablations,
     stream_nll,
     stream_steps,
     stream_trace,
@@ -73,6 +79,7 @@ __all__ = [
     "MEMORY",
     "SECOND_SEED",
     "STREAMING",
+    "STREAMING_MODELS",
     "TEST_SEED",
     "active_slots_mask",
     "attention_locality",
@@ -96,6 +103,9 @@ __all__ = [
     "results_table",
     "running_perplexity",
     "save_checkpoint",
+    "sink_ablation",
+    "sink_ablation_nll",
+    "sink_ablations",
     "stream_nll",
     "stream_steps",
     "stream_trace",

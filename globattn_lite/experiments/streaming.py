@@ -32,6 +32,9 @@ STREAMING = {
     "test_len": 1024,
     "caches": [64, 16],  # KV entries kept by the eviction policies (prepended sink token included)
     "stream_sinks": 4,  # first tokens kept by "sinks + recent" for the model without a sink token
+    # the third model: the sink-token model with sharper attention (scores q.k * 4 instead of q.k / sqrt(16), a
+    # sink token initialised 50 times larger, a learning rate of 4e-3); the same function class, trained otherwise
+    "sharp": dict(attn_scale=4.0, global_init_std=1.0, lr=4e-3),
     "extra_seeds": [1],  # trained too, numbers recorded in the results file (the checkpoint ships `seed`)
     # earlier runs of this design and what they measured (recorded in the results file with the rest of the config)
     "probes": [
@@ -55,6 +58,17 @@ STREAMING = {
         "1/sqrt(d_head) x1.40 (38%; seed 1 x1.04; 2,400 steps x1.35; with a small sink x1.06), lr 4e-3 "
         "x1.22 (45%), weight decay 0.1 x1.05, post-LN x1.01; scale 1 with our small sink x1.005. Sink + "
         "63 matched recompute (within 0.001) in every run; none reached x2",
+        "2026-12-04 sweep of the sink-token model (a copy of the package's model with its attention scale, sink "
+        "initialisation, learning rate, weight decay and steps changed; 1,600 steps unless said; window / sink + 63 "
+        "recent with a 64-entry cache on 4 test streams, seed 0 / seed 1): scores q.k * 1 instead of q.k / 4 x1.05 / "
+        "x1.03; with a sink initialised at std 1 x1.07 / x1.07, and no weight decay x1.10 / x1.08, or lr 4e-3 x1.23 / "
+        "x1.06 (4,000 steps x1.19 / x1.04); scale 2 x1.09 / x1.36, with lr 4e-3 x1.39 / x1.30; scale 4 x1.20 / "
+        "x1.64 (2,400 steps x1.35 / x1.42), with lr 4e-3 x1.71 / x1.98 (2,400 steps x1.42 / x2.42: the third model's "
+        "recipe); scale 8 x1.20 / x2.01, with lr 4e-3 x1.43 / x1.54 (2,400 steps x1.39 / x1.68). Sharper attention "
+        "moved sink mass into layers 1 and 2 (under 5% each at the usual scale, up to 46% of a layer at scale 8). A "
+        "source in which a rare marker token (probability 1/128) switches to a second transition table for the next "
+        "32 tokens, so that a head has nothing to find most of the time (true perplexity 2.45): x1.00 / x1.01, with "
+        "scale 1 x1.04 / x1.05. No recipe reached x2 on both seeds",
     ],
 }
 # attention mass (evaluate_streaming): the first MASS_WINDOWS test windows, queries MASS_SKIP.., keys 0..MASS_FIRST-1
@@ -68,15 +82,22 @@ def _lm_nll(model, ids):
     return F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
 
 
+SHARP = "sink token, sharp attention"  # the name of the third model
+MODELS = ("no sink token", "sink token", SHARP)  # the models of experiment 2, in the order they are trained
+
+
 def _train_models(seed, steps, progress=True):
-    """The two models of experiment 2 trained with ``seed``: ``({name: model}, {name: training log})``."""
+    """The three models of experiment 2 trained with ``seed``: ``({name: model}, {name: training log})``."""
     c = STREAMING
     src = MarkovSource(**c["source"])
     streams = torch.from_numpy(src.sample(*c["train_stream"], seed=seed + 1))
+    sharp = {k: v for k, v in c["sharp"].items() if k != "lr"}
     models, train_log = {}, {}
-    for name, g in (("no sink token", 0), ("sink token", 1)):
+    for name, g, extra, lr in zip(
+        MODELS, (0, 1, 1), ({}, {}, sharp), (c["lr"], c["lr"], c["sharp"]["lr"]), strict=True
+    ):
         torch.manual_seed(seed)
-        model = TinyTransformer(TinyConfig(src.vocab_size, n_global=g, **c["model"]))
+        model = TinyTransformer(TinyConfig(src.vocab_size, n_global=g, **c["model"], **extra))
 
         def batch_loss(step, model=model, g=g):
             rng = np.random.default_rng(seed * 1_000_000 + step)
@@ -86,7 +107,7 @@ def _train_models(seed, steps, progress=True):
             return _lm_nll(model, ids[:, g:]).mean()  # the sink token replaces the window's first slot
 
         t0 = time.perf_counter()
-        losses, ran = H.train(model, batch_loss, steps, c["lr"], desc=f"{name} (seed {seed})", progress=progress)
+        losses, ran = H.train(model, batch_loss, steps, lr, desc=f"{name} (seed {seed})", progress=progress)
         train_log[name] = H.training_log(losses, ran, time.perf_counter() - t0)
         models[name] = model
     return models, train_log
@@ -110,13 +131,14 @@ def streaming_measured(config, seed) -> str:
         f"inside independent {config['train_len']}-position chunks (the sink token in the first slot for the sink "
         f"model); attention mass = mean weight (over heads, and queries {MASS_SKIP}.. of the first {MASS_WINDOWS} "
         "of those chunks) on key 0 (the sink token for the sink model, the first real token otherwise) and on the "
-        f"first {MASS_FIRST} keys; other_seeds: the same run with another seed (training data and initialisation), "
-        "models not shipped"
+        f"first {MASS_FIRST} keys; sink ablation (sink-token model, per cache size): the same streams through a "
+        "'sinks' cache that keeps the sink token only in the layers named, or in every layer with its values read "
+        "as zeros; other_seeds: the same run with another seed (training data and initialisation), models not shipped"
     )
 
 
 def train_streaming(out_dir=H.CHECKPOINT_DIR, quick=False, seed=0, progress=True, threads=None):
-    """Train both models with ``seed`` (shipped) and again with each of ``STREAMING["extra_seeds"]``
+    """Train the three models with ``seed`` (shipped) and again with each of ``STREAMING["extra_seeds"]``
     (only their numbers are recorded, under ``"other_seeds"``: a check that the effect is not one seed's luck).
 
     The extra seeds train at the same time in worker processes, each with ``threads`` torch threads.
@@ -187,16 +209,60 @@ def stream_steps(model, ids, policy, cache=64, sinks=0, weights=False):
     over ``kept``, (B, H, len(kept)). The prepended tokens enter the cache first.
     """
     choice_arg("policy", policy, {"dense", "window", "sinks"})
-    g = model.cfg.n_global
-    B, T = ids.shape
     size = None if policy == "dense" else cache
     kv = KVCache(model.cfg.n_layer, size=size, sinks=sinks if policy == "sinks" else 0)
+    yield from _cached_steps(model, ids, kv, weights)
+
+
+def _cached_steps(model, ids, kv, weights=False):
+    """:func:`stream_steps` through the cache ``kv`` (``kept`` as its layer 0 holds them)."""
+    g = model.cfg.n_global
+    B, T = ids.shape
     for j in range(g):  # the prepended tokens go in first (position 0..g-1)
         model.step(model.globals[j].expand(B, -1), kv)
     for t in range(T - 1):
         step_weights = [] if weights else None
         logits = model.step(model.tok(ids[:, t]), kv, step_weights)
         yield t, logits, kv.kept(g + t + 1), step_weights
+
+
+@torch.no_grad()
+def sink_ablation_nll(model, ids, cache=64, layers=None, zero_values=False) -> torch.Tensor:
+    """Per-token NLL (B, T-1) of streaming ``ids`` through a "sinks" cache of ``cache`` entries
+    that keeps the model's prepended sink token(s) only in ``layers`` (default every layer; the
+    others evict them like "window"), with, if ``zero_values``, the kept sinks' values read as zeros
+    (``tiny.KVCache``'s ablations). ``layers=()`` is the "window" policy, every layer "sinks"."""
+    g = model.cfg.n_global
+    assert g >= 1, "a sink ablation needs a model with a prepended sink token"
+    kv = KVCache(model.cfg.n_layer, size=cache, sinks=g, sink_layers=layers, zero_sink_values=zero_values)
+    nll = [
+        F.cross_entropy(logits, ids[:, t + 1], reduction="none") for t, logits, _, _ in _cached_steps(model, ids, kv)
+    ]
+    return torch.stack(nll, dim=1)
+
+
+def sink_ablations(n_layer) -> dict:
+    """The ablations :func:`sink_ablation` measures, by name: ``{name: (layers, zero_values)}``, for a
+    model of ``n_layer`` layers. Their two ends are the "window" (no layer keeps the sink) and
+    "sinks" (every layer keeps it, as it is) policies of :func:`stream_nll`, not repeated here."""
+    upper = tuple(range(1, n_layer))
+    where = "layer 1" if upper == (1,) else f"layers 1-{n_layer - 1}"
+    return {
+        "sink kept in layer 0 only": ((0,), False),
+        **({f"sink kept in {where} only": (upper, False)} if upper else {}),
+        "sink kept in every layer, its values read as zeros": (None, True),
+    }
+
+
+@torch.no_grad()
+def sink_ablation(model, ids, cache=64) -> dict:
+    """Perplexity exp(mean NLL) of streaming ``ids`` (B, T) under each of :func:`sink_ablations`
+    with a cache of ``cache`` entries: which layers' sink the model needs, and whether it needs
+    the sink's value or only its share of the softmax (compare "window" and "sinks")."""
+    return {
+        name: round(float(sink_ablation_nll(model, ids, cache, layers, zero).mean().exp()), 4)
+        for name, (layers, zero) in sink_ablations(model.cfg.n_layer).items()
+    }
 
 
 def streaming_sinks(model, config=None) -> int:
@@ -287,12 +353,14 @@ def evaluate_streaming(checkpoint_dir=None, models=None) -> dict:
             "ppl": {k: round(float(v.mean().exp()), 4) for k, v in policies.items()},
             "attention_mass": attention_mass(model, chunks[:MASS_WINDOWS, g:]),
         }
+        if g:  # between "window" and "sinks": where the sink works, and whether its value matters
+            out[name]["sink ablation"] = {str(C): sink_ablation(model, ids, C) for C in c["caches"]}
     return out
 
 
 def streaming_table(results) -> str:
-    """Markdown tables of ``evaluate_streaming()``'s results: per model, perplexity per cache policy
-    and attention mass per layer."""
+    """Markdown tables of ``evaluate_streaming()``'s results: per model, perplexity per cache policy,
+    attention mass per layer and, for the sink-token model, the sink ablation per cache size."""
     r = results
     lines = [
         f"perplexity on streams of {r['test_len']} tokens (trained on {r['train_len']}); "
@@ -307,6 +375,14 @@ def streaming_table(results) -> str:
         lines += ["", "| attention mass (per layer) | " + " | ".join(f"layer {i}" for i in range(layers)) + " |"]
         lines += ["|---|" + "---|" * layers]
         lines += [f"| {w} | " + " | ".join(f"{x:.3f}" for x in v) + " |" for w, v in mass.items()]
+        ablation = r[m].get("sink ablation", {})
+        if ablation:
+            caches = list(ablation)
+            lines += ["", "| sink ablation | " + " | ".join(f"cache {C}" for C in caches) + " |"]
+            lines += ["|---|" + "---|" * len(caches)]
+            lines += [
+                f"| {a} | " + " | ".join(f"{ablation[C][a]:.3f}" for C in caches) + " |" for a in ablation[caches[0]]
+            ]
         lines.append("")
     return "\n".join(lines)
 
