@@ -131,9 +131,10 @@ def streaming_measured(config, seed) -> str:
         f"inside independent {config['train_len']}-position chunks (the sink token in the first slot for the sink "
         f"model); attention mass = mean weight (over heads, and queries {MASS_SKIP}.. of the first {MASS_WINDOWS} "
         "of those chunks) on key 0 (the sink token for the sink model, the first real token otherwise) and on the "
-        f"first {MASS_FIRST} keys; sink ablation (sink-token model, per cache size): the same streams through a "
-        "'sinks' cache that keeps the sink token only in the layers named, or in every layer with its values read "
-        "as zeros; other_seeds: the same run with another seed (training data and initialisation), models not shipped"
+        f"first {MASS_FIRST} keys; sink ablation (each model with a sink token, per cache size): the same streams "
+        "through a 'sinks' cache that keeps the sink token only in the layers named, or in every layer with its values "
+        "read as zeros; other_seeds: the same run with another seed (training data and initialisation), models not "
+        "shipped"
     )
 
 
@@ -360,7 +361,7 @@ def evaluate_streaming(checkpoint_dir=None, models=None) -> dict:
 
 def streaming_table(results) -> str:
     """Markdown tables of ``evaluate_streaming()``'s results: per model, perplexity per cache policy,
-    attention mass per layer and, for the sink-token model, the sink ablation per cache size."""
+    attention mass per layer and, for each model with a sink token, the sink ablation per cache size."""
     r = results
     lines = [
         f"perplexity on streams of {r['test_len']} tokens (trained on {r['train_len']}); "
