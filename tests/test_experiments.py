@@ -152,7 +152,7 @@ def test_sink_ablations_lie_between_the_window_and_sinks_policies():
             block.attn.qkv.bias[2 * d :] = 0
     zeroed = E.sink_ablation_nll(model, ids, 8, zero_values=True)
     torch.testing.assert_close(zeroed, E.stream_nll(model, ids, "sinks", 8, sinks=1), atol=0, rtol=0)
-    with pytest.raises(AssertionError, match="needs a model with a prepended sink token"):
+    with pytest.raises(ValueError, match=r"needs a model with a prepended sink token \(n_global >= 1\)"):
         E.sink_ablation_nll(TinyTransformer(TinyConfig(16, n_layer=1, d_model=32, positions="rotary")), ids)
 
 

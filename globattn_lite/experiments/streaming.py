@@ -92,10 +92,14 @@ def _train_models(seed, steps, progress=True):
     src = MarkovSource(**c["source"])
     streams = torch.from_numpy(src.sample(*c["train_stream"], seed=seed + 1))
     sharp = {k: v for k, v in c["sharp"].items() if k != "lr"}
+    settings = {  # name: (prepended sink tokens, other TinyConfig fields, learning rate)
+        "no sink token": (0, {}, c["lr"]),
+        "sink token": (1, {}, c["lr"]),
+        SHARP: (1, sharp, c["sharp"]["lr"]),
+    }
+    assert tuple(settings) == MODELS, settings
     models, train_log = {}, {}
-    for name, g, extra, lr in zip(
-        MODELS, (0, 1, 1), ({}, {}, sharp), (c["lr"], c["lr"], c["sharp"]["lr"]), strict=True
-    ):
+    for name, (g, extra, lr) in settings.items():
         torch.manual_seed(seed)
         model = TinyTransformer(TinyConfig(src.vocab_size, n_global=g, **c["model"], **extra))
 
@@ -191,11 +195,12 @@ def stream_nll(model, ids, policy, cache=64, sinks=0) -> torch.Tensor:
         logits = torch.cat([model(x[i : i + 256], mask)[:, -1] for i in range(0, len(x), 256)]).view(B, T - C, -1)
         rest = F.cross_entropy(logits.transpose(1, 2), ids[:, C:], reduction="none")
         return torch.cat([first, rest], dim=1)
-    nll = [
-        F.cross_entropy(logits, ids[:, t + 1], reduction="none")
-        for t, logits, _, _ in stream_steps(model, ids, policy, cache, sinks)
-    ]
-    return torch.stack(nll, dim=1)
+    return _steps_nll(ids, stream_steps(model, ids, policy, cache, sinks))
+
+
+def _steps_nll(ids, steps) -> torch.Tensor:
+    """Per-token NLL (B, T-1) of ids[:, 1:] from the ``(t, logits, ...)`` steps of a cached stream."""
+    return torch.stack([F.cross_entropy(logits, ids[:, t + 1], reduction="none") for t, logits, _, _ in steps], dim=1)
 
 
 @torch.no_grad()
@@ -234,12 +239,13 @@ def sink_ablation_nll(model, ids, cache=64, layers=None, zero_values=False) -> t
     others evict them like "window"), with, if ``zero_values``, the kept sinks' values read as zeros
     (``tiny.KVCache``'s ablations). ``layers=()`` is the "window" policy, every layer "sinks"."""
     g = model.cfg.n_global
-    assert g >= 1, "a sink ablation needs a model with a prepended sink token"
+    if g < 1:
+        raise ValueError(
+            "a sink ablation needs a model with a prepended sink token (n_global >= 1), "
+            "e.g. load_models('streaming')['sink token']"
+        )
     kv = KVCache(model.cfg.n_layer, size=cache, sinks=g, sink_layers=layers, zero_sink_values=zero_values)
-    nll = [
-        F.cross_entropy(logits, ids[:, t + 1], reduction="none") for t, logits, _, _ in _cached_steps(model, ids, kv)
-    ]
-    return torch.stack(nll, dim=1)
+    return _steps_nll(ids, _cached_steps(model, ids, kv))
 
 
 def sink_ablations(n_layer) -> dict:
